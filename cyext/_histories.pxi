@@ -1,0 +1,191 @@
+# ------------------------------------------------------------------ history counting
+# One O(N) pass, no sort: each part (thread) counts its slice of a sub-chunk into a
+# small private hash table; the parts are then merged into the global table in part
+# order. Sub-chunks bound the private tables, so memory stays O(distinct codes) even
+# when nearly every photon has a code of its own.
+
+cdef Py_ssize_t HISTORY_SUBCHUNK = 1 << 16
+
+
+cdef inline uint64_t _seq_at(const char* base, Py_ssize_t stride, Py_ssize_t i) noexcept nogil:
+    return (<const uint64_t*>(base + i * stride))[0]
+
+
+cdef inline int64_t _entry_for(uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
+                               uint64_t* code, int64_t* count, int64_t* entry_slot,
+                               int64_t* size, uint64_t c) noexcept nogil:
+    """Entry of code ``c`` in a table, created with zero counts when new."""
+    cdef int64_t h = _find_slot(slot_code, slot_entry, mask, c)
+    cdef int64_t e = slot_entry[h]
+    if e < 0:
+        e = size[0]
+        size[0] += 1
+        slot_code[h] = c
+        slot_entry[h] = <int32_t>e
+        code[e] = c
+        count[2 * e] = 0
+        count[2 * e + 1] = 0
+        if entry_slot != NULL:
+            entry_slot[e] = h
+    return e
+
+
+cdef void _count_part(const char* a_base, Py_ssize_t a_stride,
+                      const char* b_base, Py_ssize_t b_stride,
+                      Py_ssize_t s, Py_ssize_t e,
+                      uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
+                      uint64_t* code, int64_t* count, int64_t* entry_slot,
+                      int64_t* size) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint64_t ca, cb, last = 0
+    cdef int64_t ea, eb, last_entry = -1
+    for i in range(s, e):
+        ca = _seq_at(a_base, a_stride, i)
+        cb = _seq_at(b_base, b_stride, i)
+        # histories repeat a lot (one dominates): remember the last lookup
+        if last_entry >= 0 and ca == last:
+            ea = last_entry
+        else:
+            ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
+            last, last_entry = ca, ea
+        count[2 * ea] += 1
+        if cb == ca:
+            count[2 * ea + 1] += 1
+        else:
+            eb = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, cb)
+            count[2 * eb + 1] += 1
+
+
+cdef class HistoryCounter:
+    """Photon counts per seqhis code in event A and in event B.
+
+    ``add`` may be called on successive (or any) photon ranges and ``add_counts`` merges
+    another counter's result; ``result()`` gives the codes in first-seen order with
+    their (A, B) counts. Counting is exact int64 and independent of ``n_threads``.
+    """
+    cdef int64_t size
+    cdef uint64_t[::1] code
+    cdef int64_t[:, ::1] count
+    cdef uint64_t[::1] slot_code
+    cdef int32_t[::1] slot_entry
+    cdef uint64_t mask
+    # per-part private tables
+    cdef int nparts
+    cdef uint64_t[:, ::1] p_slot_code
+    cdef int32_t[:, ::1] p_slot_entry
+    cdef uint64_t p_mask
+    cdef uint64_t[:, ::1] p_code
+    cdef int64_t[:, :, ::1] p_count
+    cdef int64_t[:, ::1] p_entry_slot
+    cdef int64_t[::1] p_size
+
+    def __init__(self):
+        self.size = 0
+        self._grow(64)
+        self.nparts = 0
+
+    def __len__(self):
+        return self.size
+
+    cdef _grow(self, int64_t entries):
+        """Room for ``entries`` codes: reallocate, then re-slot the existing entries."""
+        cdef int64_t i, h, cap = _capacity_for(entries)
+        code = np.zeros(entries, dtype=np.uint64)
+        count = np.zeros((entries, 2), dtype=np.int64)
+        if self.size:
+            code[:self.size] = np.asarray(self.code)[:self.size]
+            count[:self.size] = np.asarray(self.count)[:self.size]
+        self.code, self.count = code, count
+        self.slot_code = np.zeros(cap, dtype=np.uint64)
+        self.slot_entry = np.full(cap, -1, dtype=np.int32)
+        self.mask = cap - 1
+        for i in range(self.size):
+            h = _find_slot(&self.slot_code[0], &self.slot_entry[0], self.mask, self.code[i])
+            self.slot_code[h] = self.code[i]
+            self.slot_entry[h] = <int32_t>i
+
+    cdef _reserve(self, int64_t more):
+        if self.size + more > self.code.shape[0]:
+            self._grow(max(2 * self.code.shape[0], self.size + more))
+
+    cdef _prepare_parts(self, int nparts):
+        if nparts == self.nparts:
+            return
+        cdef int64_t per_part = 2 * ((HISTORY_SUBCHUNK + nparts - 1) // nparts)
+        cdef int64_t cap = _capacity_for(per_part)
+        self.p_slot_code = np.zeros((nparts, cap), dtype=np.uint64)
+        self.p_slot_entry = np.full((nparts, cap), -1, dtype=np.int32)
+        self.p_mask = cap - 1
+        self.p_code = np.zeros((nparts, per_part), dtype=np.uint64)
+        self.p_count = np.zeros((nparts, per_part, 2), dtype=np.int64)
+        self.p_entry_slot = np.zeros((nparts, per_part), dtype=np.int64)
+        self.p_size = np.zeros(nparts, dtype=np.int64)
+        self.nparts = nparts
+
+    cdef void _merge_part(self, int p) noexcept nogil:
+        cdef int64_t j, e
+        for j in range(self.p_size[p]):
+            e = _entry_for(&self.slot_code[0], &self.slot_entry[0], self.mask,
+                           &self.code[0], &self.count[0, 0], NULL, &self.size, self.p_code[p, j])
+            self.count[e, 0] += self.p_count[p, j, 0]
+            self.count[e, 1] += self.p_count[p, j, 1]
+            self.p_slot_entry[p, self.p_entry_slot[p, j]] = -1
+        self.p_size[p] = 0
+
+    def add(self, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
+            Py_ssize_t start=0, stop=None, n_threads=None):
+        """Count photons ``[start, stop)`` of the two seqhis arrays (``ph[:, 0, 0]`` views)."""
+        cdef Py_ssize_t n = seq_a.shape[0]
+        if seq_b.shape[0] != n:
+            raise ValueError(f"seqhis arrays differ in length: A {n}, B {seq_b.shape[0]}")
+        cdef Py_ssize_t stop_ = n if stop is None else stop
+        if not 0 <= start <= stop_ <= n:
+            raise ValueError(f"photon range [{start}, {stop_}) outside 0..{n}")
+        if stop_ == start:
+            return
+        cdef int nparts = effective_threads(n_threads)
+        self._prepare_parts(nparts)
+        cdef const char* a_base = <const char*>&seq_a[0]
+        cdef const char* b_base = <const char*>&seq_b[0]
+        cdef Py_ssize_t a_stride = seq_a.strides[0], b_stride = seq_b.strides[0]
+        cdef Py_ssize_t cs, ce, p
+        cdef uint64_t[:, ::1] p_slot_code = self.p_slot_code
+        cdef int32_t[:, ::1] p_slot_entry = self.p_slot_entry
+        cdef uint64_t[:, ::1] p_code = self.p_code
+        cdef int64_t[:, :, ::1] p_count = self.p_count
+        cdef int64_t[:, ::1] p_entry_slot = self.p_entry_slot
+        cdef int64_t[::1] p_size = self.p_size
+        cdef uint64_t p_mask = self.p_mask
+        for cs in range(start, stop_, HISTORY_SUBCHUNK):
+            ce = min(cs + HISTORY_SUBCHUNK, stop_)
+            self._reserve(2 * (ce - cs))
+            with nogil:
+                for p in prange(nparts, schedule="static", chunksize=1, num_threads=nparts):
+                    _count_part(a_base, a_stride, b_base, b_stride,
+                                _part_bound(cs, ce - cs, p, nparts),
+                                _part_bound(cs, ce - cs, p + 1, nparts),
+                                &p_slot_code[p, 0], &p_slot_entry[p, 0], p_mask,
+                                &p_code[p, 0], &p_count[p, 0, 0], &p_entry_slot[p, 0],
+                                &p_size[p])
+                for p in range(nparts):
+                    self._merge_part(p)
+
+    def add_counts(self, codes, counts):
+        """Merge another counter's ``result()``: codes (G,) uint64 and counts (G, 2) int64."""
+        cdef const uint64_t[::1] c = np.ascontiguousarray(codes, dtype=np.uint64)
+        cdef const int64_t[:, ::1] k = np.ascontiguousarray(counts, dtype=np.int64).reshape(-1, 2)
+        if c.shape[0] != k.shape[0]:
+            raise ValueError("add_counts: codes and counts differ in length")
+        self._reserve(c.shape[0])
+        cdef Py_ssize_t j
+        cdef int64_t e
+        for j in range(c.shape[0]):
+            e = _entry_for(&self.slot_code[0], &self.slot_entry[0], self.mask,
+                           &self.code[0], &self.count[0, 0], NULL, &self.size, c[j])
+            self.count[e, 0] += k[j, 0]
+            self.count[e, 1] += k[j, 1]
+
+    def result(self):
+        """(codes uint64 (G,), counts int64 (G, 2)) in first-seen order."""
+        return (np.asarray(self.code)[:self.size].copy(),
+                np.asarray(self.count)[:self.size].copy())

@@ -1,0 +1,49 @@
+# ------------------------------------------------------------------ threads
+# The OpenMP calls sit behind #ifdef so that the module builds (serially) without it.
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int cyext_openmp_enabled(void) { return 1; }
+    static int cyext_max_threads(void) { return omp_get_max_threads(); }
+    static int cyext_thread_id(void) { return omp_get_thread_num(); }
+    #else
+    static int cyext_openmp_enabled(void) { return 0; }
+    static int cyext_max_threads(void) { return 1; }
+    static int cyext_thread_id(void) { return 0; }
+    #endif
+    """
+    int cyext_openmp_enabled() nogil
+    int cyext_max_threads() nogil
+    int cyext_thread_id() nogil
+
+
+def openmp_enabled():
+    """True when this build of cyext runs its kernels on OpenMP threads."""
+    return bool(cyext_openmp_enabled())
+
+
+def max_threads():
+    """Threads a kernel uses by default: OpenMP's maximum (honours OMP_NUM_THREADS), 1 without OpenMP."""
+    return cyext_max_threads()
+
+
+def effective_threads(n_threads=None):
+    """Resolve an ``n_threads`` argument: None or 0 = all (max_threads()), -1 = all but none
+    fewer than one, k > 0 = k; always 1 in a build without OpenMP."""
+    if not cyext_openmp_enabled():
+        return 1
+    top = cyext_max_threads()
+    if n_threads is None or n_threads == 0:
+        return top
+    n = int(n_threads)
+    if n < 0:
+        return max(1, top + 1 + n)
+    return n
+
+
+cdef inline Py_ssize_t _part_bound(Py_ssize_t start, Py_ssize_t length, Py_ssize_t part,
+                                   Py_ssize_t nparts) noexcept nogil:
+    """Start of contiguous part ``part`` of ``nparts`` over ``[start, start + length)``."""
+    return start + (length * part) // nparts

@@ -1,0 +1,212 @@
+"""Command line: ``python -m photonab [compare|synth|chase] ...``.
+
+With no arguments it runs the built-in demo: a 1M-photon synthetic A/B pair with
+injected faults (generated once into a cache folder), compared with the default engine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .cuts import LEVELS, OX_CUTS, TABLES
+from .errors import InputError
+from .events import EventPair, parse_msli
+
+DEMO_PHOTONS = 1_000_000
+EPILOG = """examples:
+  python -m photonab                                   # demo: 1M synthetic photons, all tables
+  python -m photonab compare evt/box/torch/1 evt/box/torch/-1 --rows 20
+  python -m photonab compare --base /data --pfx tboolean-box --det box --src torch --tag 1 --msli :1M
+  python -m photonab chase A_DIR B_DIR --table rpost --history "TO BT BR BT SA"
+  python -m photonab synth /tmp/evts --photons 10M --seed 1
+exit code of compare: one bit per failing deviation table (rpost 1, rtime 2, rpol 4, ox 8);
+64 for bad input or arguments (the message names the file and what is wrong)"""
+
+#: exit code for bad input: above the return-code bits of the tables
+EXIT_INPUT_ERROR = 64
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own 2 would read as "rtime failed"
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def default_cache() -> Path:
+    base = os.environ.get("PHOTONAB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "photonab")
+    return Path(base)
+
+
+def _count(text: str) -> int:
+    """'1M' -> 1000000 for --photons and friends."""
+    s = parse_msli(":" + text)
+    if s.stop is None or s.start is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count like 1000, 100k or 1M")
+    return s.stop
+
+
+def _cuts(text: str):
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers like 0.1,0.25,0.5") from None
+    if len(values) != 3 or not 0 <= values[0] <= values[1] <= values[2]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three increasing non-negative numbers")
+    return values
+
+
+def _add_pair_arguments(p: argparse.ArgumentParser):
+    p.add_argument("a_dir", nargs="?", help="event A folder (tag N, e.g. .../evt/box/torch/1)")
+    p.add_argument("b_dir", nargs="?", help="event B folder (tag -N)")
+    g = p.add_argument_group("event folders by tag, as the original tools: {base}/{pfx}/evt/{det}/{src}/{tag} and -{tag}")
+    g.add_argument("--base", help="base folder (default $OPTICKS_EVENT_BASE or .)")
+    g.add_argument("--pfx", default="", help="prefix folder, e.g. tboolean-box")
+    g.add_argument("--det", default="box", help="detector (default box)")
+    g.add_argument("--src", default="torch", help="source (default torch)")
+    g.add_argument("--tag", default="1", help="tag of A; B is -tag (default 1)")
+    p.add_argument("--msli", default="", help="photon slice start:stop[:step], k/M allowed: 0:100k, :1M, ::10")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all, honours OMP_NUM_THREADS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _open_pair(args) -> EventPair:
+    if args.a_dir or args.b_dir:
+        if not (args.a_dir and args.b_dir):
+            raise InputError("give both A_DIR and B_DIR, or neither and use --base/--pfx/--det/--src/--tag")
+        return EventPair.open(args.a_dir, args.b_dir, args.msli)
+    base = args.base or os.environ.get("OPTICKS_EVENT_BASE")
+    if base is None:
+        raise InputError("no events given: pass A_DIR B_DIR, or --base (or $OPTICKS_EVENT_BASE) with --tag")
+    return EventPair.from_tag(base, args.pfx, args.det, args.src, args.tag, args.msli)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="photonab", description="Compare two optical-photon simulation events (A: GPU, B: Geant4) photon by "
+        "photon: history table with chi-square, and rpost/rtime/rpol/ox deviation tables with levels.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+
+    c = sub.add_parser("compare", help="compare event A with event B", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_pair_arguments(c)
+    _add_report_arguments(c)
+
+    d = sub.add_parser("demo", help="the built-in default: synthetic 1M-photon pair with faults, compared")
+    d.add_argument("--photons", type=_count, default=DEMO_PHOTONS, help="photons (default 1M)")
+    d.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {default_cache()})")
+    d.add_argument("--threads", type=int, default=None, help="threads (default: all)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_report_arguments(d)
+
+    s = sub.add_parser("synth", help="write a synthetic A/B pair (toy torch + box physics) in the 2019 layout")
+    s.add_argument("out", type=Path, help="output folder; events go to OUT/evt/box/torch/1 and -1")
+    s.add_argument("--photons", type=_count, default=DEMO_PHOTONS, help="photons per event (1M, 10M, ...)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--misaligned", type=float, default=0.005, help="fraction of photons B re-draws (default 0.005)")
+    s.add_argument("--fault", action="append", default=None, metavar="LABEL:KIND=AMOUNT",
+                   help="inject a fault into B, e.g. 'TO BT BR BT SA:pos=0.05' (kinds pos mm, time ns, pol); "
+                        "repeatable; default: the demo's faults")
+    s.add_argument("--no-faults", action="store_true", help="inject no faults")
+    s.add_argument("--nan", type=int, default=0, help="photons of B with a NaN in ox")
+    s.add_argument("--maxrec", type=int, default=10)
+    s.add_argument("--no-progress", action="store_true")
+
+    h = sub.add_parser("chase", help="list the photons behind a bad row, with their A and B records")
+    _add_pair_arguments(h)
+    h.add_argument("--table", choices=TABLES, default="rpost")
+    h.add_argument("--history", default=None, help="history label, e.g. 'TO BT BR BT SA' (default: all)")
+    h.add_argument("--level", default="WARNING", choices=LEVELS[1:] + ("any",),
+                   help="only photons beyond this cut (default WARNING)")
+    h.add_argument("--limit", type=_count, default=20, help="photons to list (default 20)")
+    h.add_argument("--records", type=int, default=3, help="photons whose records are printed (default 3)")
+    h.add_argument("--ox-cuts", type=_cuts, default=OX_CUTS)
+    return parser
+
+
+def _add_report_arguments(p: argparse.ArgumentParser):
+    from .engines import ENGINES
+    p.add_argument("--engine", choices=ENGINES + ("dask",), default="cython", help="engine (default cython)")
+    p.add_argument("--tables", default=",".join(TABLES), help=f"tables to compute (default {','.join(TABLES)})")
+    p.add_argument("--rows", type=int, default=10, help="deviation rows to show (default 10; -1 = all)")
+    p.add_argument("--hist-rows", type=int, default=20, help="history rows to show (default 20; -1 = all)")
+    p.add_argument("--skip", default="", help="hide rows whose label has any of these steps, e.g. 'SC AB RE'")
+    p.add_argument("--ox-cuts", type=_cuts, default=OX_CUTS, help="ox cuts warn,err,fatal (default 0.1,0.25,0.5)")
+    p.add_argument("--json", type=Path, default=None, help="also write every number as JSON here")
+    p.add_argument("--plot", type=Path, default=None, help="also draw the tables as a PNG here (needs matplotlib)")
+    p.add_argument("--chase", type=int, default=0, metavar="K",
+                   help="for each failing table, list the K most deviant photons of its worst row")
+
+
+def _run_compare(args, pair: EventPair) -> int:
+    from .comparison import compare
+    tables = tuple(t.strip() for t in args.tables.split(",") if t.strip())
+    result = compare(pair, args.engine, tables=tables, ox_cuts=args.ox_cuts, n_threads=args.threads,
+                     progress=not args.no_progress)
+    rows = None if args.rows < 0 else args.rows
+    hist_rows = None if args.hist_rows < 0 else args.hist_rows
+    skip = args.skip
+    print(result.render(rows=rows, history_rows=hist_rows, skip=skip))
+    if args.chase:
+        for name, table in result.tables.items():
+            worst = table.worst_rows("ERROR")
+            if len(worst):
+                print()
+                print(result.chase(name, row=int(worst[0]), limit=args.chase).render())
+    if args.json:
+        result.to_json(args.json, rows=rows, history_rows=hist_rows, skip=skip)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        from .plots import plot_comparison
+        plot_comparison(result, args.plot, skip=skip)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return result.rc
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:
+        argv = ["demo"]
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "compare":
+            return _run_compare(args, _open_pair(args))
+        if args.command == "demo":
+            from .synth import DEFAULT_FAULTS, synthesize
+            cache = (args.cache or default_cache()) / f"demo-{args.photons}"
+            a_dir, b_dir = cache / "evt" / "box" / "torch" / "1", cache / "evt" / "box" / "torch" / "-1"
+            if not (b_dir / "ph.npy").exists():
+                print(f"generating the demo pair ({args.photons} photons) into {cache} ...", file=sys.stderr)
+                synthesize(cache, args.photons, seed=0, faults=DEFAULT_FAULTS, nan=5,
+                           progress=not args.no_progress)
+            return _run_compare(args, EventPair.open(a_dir, b_dir))
+        if args.command == "synth":
+            from .synth import DEFAULT_FAULTS, synthesize
+            faults = () if args.no_faults else (args.fault if args.fault is not None else DEFAULT_FAULTS)
+            a_dir, b_dir = synthesize(args.out, args.photons, seed=args.seed, misaligned=args.misaligned,
+                                      faults=faults, nan=args.nan, maxrec=args.maxrec,
+                                      progress=not args.no_progress)
+            print(f"A: {a_dir}\nB: {b_dir}")
+            return 0
+        if args.command == "chase":
+            from .comparison import chase
+            from .cuts import Cuts
+            pair = _open_pair(args)
+            cuts = Cuts.for_domains(pair.domains, ox=args.ox_cuts)
+            level = None if args.level == "any" else args.level
+            found = chase(pair, cuts, args.table, args.history, limit=args.limit, level=level,
+                          n_threads=args.threads)
+            print(found.render(records=args.records))
+            return 0
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    except InputError as exc:
+        print(f"photonab: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("photonab: interrupted", file=sys.stderr)
+        return 130

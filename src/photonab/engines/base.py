@@ -1,0 +1,100 @@
+"""What every engine returns: history counts and per-history deviation aggregates.
+
+Engines differ only in how they compute these; the tables are built from them by
+:mod:`photonab.tables`, so equal aggregates mean equal tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from ..cuts import TableCuts
+
+
+@dataclass
+class HistoryCounts:
+    """Photons per seqhis code in A and in B, sorted by code."""
+
+    codes: np.ndarray  # uint64 (H,)
+    a: np.ndarray  # int64 (H,)
+    b: np.ndarray  # int64 (H,)
+
+    @classmethod
+    def from_unsorted(cls, codes, a, b) -> "HistoryCounts":
+        order = np.argsort(codes, kind="stable")
+        return cls(np.asarray(codes, np.uint64)[order], np.asarray(a, np.int64)[order],
+                   np.asarray(b, np.int64)[order])
+
+    def groups(self) -> np.ndarray:
+        """Codes that can have aligned photons (present in both A and B), ascending."""
+        return self.codes[(self.a > 0) & (self.b > 0)]
+
+    def equals(self, other: "HistoryCounts") -> bool:
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+
+@dataclass
+class DeviationAggregate:
+    """One deviation table's per-history aggregates over aligned photons.
+
+    ``max``, ``min``, ``sum`` are in stored counts for the record tables (multiply by
+    ``cuts.bin`` for physical units) and physical float64 for ox; they cover the
+    photons whose deviation is not NaN. ``argmax`` is the (sliced-event) index of the
+    most deviant photon, the lowest index on ties, -1 if none.
+    """
+
+    table: str
+    codes: np.ndarray  # uint64 (G,)
+    nitem: np.ndarray  # int64 (G,)
+    ndisc: np.ndarray  # int64 (G, 3)
+    nnan: np.ndarray  # int64 (G,)
+    max: np.ndarray  # (G,) int64 or float64
+    min: np.ndarray
+    sum: np.ndarray
+    argmax: np.ndarray  # int64 (G,)
+    cuts: TableCuts
+
+    def nonempty(self) -> "DeviationAggregate":
+        """Only histories with at least one aligned photon."""
+        keep = self.nitem > 0
+        return DeviationAggregate(self.table, **{f.name: getattr(self, f.name)[keep] for f in fields(self)
+                                                 if f.name not in ("table", "cuts")}, cuts=self.cuts)
+
+    def equals(self, other: "DeviationAggregate") -> bool:
+        return self.table == other.table and all(
+            np.array_equal(getattr(self, f.name), getattr(other, f.name), equal_nan=True)
+            for f in fields(self) if f.name not in ("table", "cuts"))
+
+
+def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCuts) -> DeviationAggregate:
+    """Rows of several aggregates (e.g. one per history row) as one aggregate."""
+    names = [f.name for f in fields(DeviationAggregate) if f.name not in ("table", "cuts")]
+    if not parts:
+        empty = {n: np.zeros((0, 3) if n == "ndisc" else 0, np.uint64 if n == "codes" else np.int64)
+                 for n in names}
+        return DeviationAggregate(table, **empty, cuts=cuts)
+    return DeviationAggregate(table, **{n: np.concatenate([getattr(p, n) for p in parts]) for n in names},
+                              cuts=cuts)
+
+
+def no_progress(total, desc):
+    """Progress factory that shows nothing (engines call ``progress(total, desc)``)."""
+    return _NoBar()
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+
+def photon_chunks(n: int, chunk: int):
+    """[start, stop) ranges of at most ``chunk`` photons covering 0..n."""
+    for start in range(0, n, chunk):
+        yield start, min(start + chunk, n)

@@ -1,0 +1,95 @@
+"""Per-photon deviations and per-history aggregation in plain numpy.
+
+The arithmetic of the data contract ("Exactness"), written with numpy array
+operations: the numpy and select engines use it, the tests use it as the reference
+the compiled kernels must equal.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cuts import TableCuts
+from .base import DeviationAggregate
+
+#: photons per summation block of the ox sums (the association every engine uses);
+#: equal to cyext.SUM_BLOCK, checked by the tests
+SUM_BLOCK = 1 << 16
+
+
+def record_deviations(rx_a: np.ndarray, rx_b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-photon rpost, rtime, rpol deviations in stored counts (int32), over every slot.
+
+    Builds full int32 copies of the records, as the 2019 fix did with floats.
+    """
+    ra = np.asarray(rx_a[:, :, 0, :], dtype=np.int32)
+    rb = np.asarray(rx_b[:, :, 0, :], dtype=np.int32)
+    diff = np.abs(ra - rb)
+    dev = {"rpost": diff[:, :, :3].max(axis=(1, 2), initial=0),
+           "rtime": diff[:, :, 3].max(axis=1, initial=0)}
+    del ra, rb, diff
+    # q1 viewed as 8 bytes: polarization x, y, z are bytes 0, 1, 2
+    pa = np.ascontiguousarray(rx_a[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
+    pb = np.ascontiguousarray(rx_b[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
+    dev["rpol"] = np.abs(pa - pb).max(axis=(1, 2), initial=0)
+    return dev
+
+
+def final_deviation(ox_a: np.ndarray, ox_b: np.ndarray) -> np.ndarray:
+    """Per-photon ox deviation: max |float64(a) - float64(b)| over ox[:, :3, :]; NaN if any is NaN."""
+    diff = np.abs(np.asarray(ox_a[:, :3, :], np.float64) - np.asarray(ox_b[:, :3, :], np.float64))
+    return diff.reshape(len(diff), 12).max(axis=1, initial=0.0)  # max propagates NaN
+
+
+def aggregate_rows(table: str, codes: np.ndarray, group_of_photon: np.ndarray, index: np.ndarray,
+                   deviation: np.ndarray, cuts: TableCuts) -> DeviationAggregate:
+    """Reference aggregation in numpy (used by the numpy and select engines).
+
+    group_of_photon (k,) group number per photon, index (k,) its photon index in
+    increasing order, deviation (k,) per photon (int for record tables, float64 for ox).
+    """
+    G = len(codes)
+    is_float = deviation.dtype.kind == "f"
+    nan = np.isnan(deviation) if is_float else np.zeros(len(deviation), bool)
+    nitem = np.bincount(group_of_photon, minlength=G).astype(np.int64)
+    nnan = np.bincount(group_of_photon[nan], minlength=G).astype(np.int64)
+    beyond = cuts.beyond(deviation)
+    ndisc = np.stack([np.bincount(group_of_photon[beyond[:, k]], minlength=G) for k in range(3)],
+                     axis=1).astype(np.int64)
+    ok = ~nan
+    g, d, i = group_of_photon[ok], deviation[ok], index[ok]
+    if is_float:
+        dmax = np.full(G, -np.inf)
+        dmin = np.full(G, np.inf)
+    else:
+        dmax = np.full(G, -1, np.int64)
+        dmin = np.full(G, 65536, np.int64)
+    np.maximum.at(dmax, g, d)
+    np.minimum.at(dmin, g, d)
+    argmax = np.full(G, np.iinfo(np.int64).max)
+    at_max = d == dmax[g]
+    np.minimum.at(argmax, g[at_max], i[at_max])
+    argmax[argmax == np.iinfo(np.int64).max] = -1
+    if is_float:
+        total = block_ordered_sum(G, g, i, d)
+    else:
+        total = np.zeros(G, np.int64)
+        np.add.at(total, g, d.astype(np.int64))
+    return DeviationAggregate(table, np.asarray(codes, np.uint64), nitem, ndisc, nnan, dmax, dmin, total,
+                              argmax, cuts)
+
+
+def block_ordered_sum(G: int, group: np.ndarray, index: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """float64 sums per group with the fixed association of the compiled kernel: values
+    added in photon order within blocks of SUM_BLOCK photons, then the block partials
+    added in block order."""
+    block = index // SUM_BLOCK
+    total = np.zeros(G)
+    if len(value) == 0:
+        return total
+    first, last = int(block[0]), int(block[-1])
+    # bincount adds its weights one by one in input order, starting from 0.0
+    partial = np.bincount((block - first) * G + group, weights=value,
+                          minlength=(last - first + 1) * G).reshape(-1, G)
+    for row in partial:  # block order; adding 0.0 where a group is absent changes nothing
+        total += row
+    return total

@@ -1,0 +1,279 @@
+"""Event folders in the 2019 Opticks layout, opened memory-mapped and validated.
+
+An event is a folder of ``.npy`` files (data contract, section 1). Nothing here reads a
+whole per-photon array: arrays are ``np.load(mmap_mode="r")`` maps, sliced by ``--msli``,
+and the decoders turn only the photons asked for into float32 values.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+#: file -> (dtype, shape after the photon axis or full shape, per-photon?, required?)
+LAYOUT = {
+    "ox": (np.dtype("<f4"), (4, 4), True, True),
+    "rx": (np.dtype("<i2"), (None, 2, 4), True, True),  # None = maxrec
+    "ph": (np.dtype("<u8"), (1, 2), True, True),
+    "ps": (np.dtype("u1"), (1, 4), True, False),
+    "rs": (np.dtype("u1"), (None, 1, 4), True, False),
+    "fdom": (np.dtype("<f4"), (3, 1, 4), False, True),
+    "idom": (np.dtype("<i4"), (1, 1, 4), False, True),
+    "gs": (np.dtype("<f4"), (6, 4), True, False),  # gensteps: per-genstep, loaded whole
+}
+PHOTON_ARRAYS = ("ox", "rx", "ph", "ps", "rs")
+
+# ---------------------------------------------------------------- slicing (--msli)
+
+_MSLI_NUM = re.compile(r"^\s*([0-9]+)\s*([kKmM]?)\s*$")
+
+
+def _msli_int(text: str, spec: str) -> int | None:
+    if text.strip() == "":
+        return None
+    m = _MSLI_NUM.match(text)
+    if not m:
+        raise InputError(f"--msli {spec!r}: {text!r} is not a count like 100, 100k or 1M")
+    return int(m.group(1)) * {"": 1, "k": 1000, "m": 1000000}[m.group(2).lower()]
+
+
+def parse_msli(spec: str | slice | None) -> slice:
+    """``'0:100k'`` -> ``slice(0, 100000)``; ``':1M'``, ``'::10'``; empty or None = all photons."""
+    if spec is None or isinstance(spec, slice):
+        return spec or slice(None)
+    parts = spec.split(":")
+    if len(parts) == 1:  # a bare count means the first N photons, like ':N'
+        parts = ["", parts[0]]
+    if len(parts) > 3:
+        raise InputError(f"--msli {spec!r}: expected start:stop[:step]")
+    start, stop, *rest = (_msli_int(p, spec) for p in parts)
+    step = rest[0] if rest else None
+    if step == 0:
+        raise InputError(f"--msli {spec!r}: step must be positive")
+    return slice(start, stop, step)
+
+
+# ---------------------------------------------------------------- reading .npy safely
+
+
+def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -> np.ndarray:
+    """Open one ``.npy`` memory-mapped, checking header, dtype, shape, order and size.
+
+    ``tail`` is the expected shape after the first axis (or the full shape for
+    whole-loaded arrays); ``None`` entries are free. Every failure names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: missing file")
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            header = read_header(fh)
+            offset = fh.tell()
+    except Exception as exc:  # numpy raises ValueError/OSError with low-level wording
+        raise InputError(f"{path}: not a valid .npy file ({exc})") from None
+    shape, fortran, file_dtype = header
+    if fortran and len(shape) > 1:
+        raise InputError(f"{path}: array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)")
+    if file_dtype != dtype:
+        raise InputError(f"{path}: dtype {file_dtype.str} but expected {dtype.str} ({dtype.name})")
+    expect = tail if whole else (None,) + tuple(tail)
+    if len(shape) != len(expect) or any(e is not None and s != e for s, e in zip(shape, expect)):
+        pretty = "(" + ", ".join("N" if i == 0 and not whole else ("*" if e is None else str(e))
+                                 for i, e in enumerate(expect)) + ")"
+        raise InputError(f"{path}: shape {shape} but expected {pretty}")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = os.path.getsize(path)
+    if have < need:
+        raise InputError(f"{path}: truncated: {have} bytes on disk, header promises {need}")
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.load(path, mmap_mode="r") if not whole else np.load(path)
+
+
+# ---------------------------------------------------------------- domains and decoders
+
+
+@dataclass(frozen=True)
+class Domains:
+    """Compression domains from ``fdom.npy`` / ``idom.npy``."""
+
+    center: np.ndarray  # float32 (3,)
+    extent: np.float32
+    t0: np.float32
+    tmax: np.float32
+    wl_low: np.float32
+    wl_range: np.float32
+    maxrec: int
+    maxbounce: int
+
+    @classmethod
+    def from_arrays(cls, fdom: np.ndarray, idom: np.ndarray, path: Path) -> "Domains":
+        extent, tmax, wl_range = fdom[0, 0, 3], fdom[1, 0, 1], fdom[2, 0, 3]
+        for name, v in (("extent fdom[0,0,3]", extent), ("tmax fdom[1,0,1]", tmax),
+                        ("wavelength range fdom[2,0,3]", wl_range)):
+            if not np.isfinite(v) or v <= 0:
+                raise InputError(f"{path / 'fdom.npy'}: {name} = {v} must be finite and > 0")
+        maxrec = int(idom[0, 0, 3])
+        if maxrec <= 0 or maxrec > 16:
+            raise InputError(f"{path / 'idom.npy'}: maxrec idom[0,0,3] = {maxrec} must be in 1..16")
+        return cls(fdom[0, 0, :3].copy(), extent, fdom[1, 0, 0], tmax, fdom[2, 0, 0], wl_range,
+                   maxrec, int(idom[0, 0, 2]))
+
+    # Bins of one stored count, float64, as the exact arithmetic of section 5 uses them.
+    @property
+    def pos_bin(self) -> float:
+        return float(self.extent) / 32767.0
+
+    @property
+    def time_bin(self) -> float:
+        return float(self.tmax) / 32767.0
+
+    pol_bin: float = field(default=1.0 / 127.0, init=False)
+
+    # Compression "eps" of section 2, the unit of the cuts.
+    @property
+    def eps_pos(self) -> float:
+        return float(self.extent) * 2.0 / 65535.0
+
+    @property
+    def eps_t(self) -> float:
+        return float(self.tmax) * 2.0 / 65535.0
+
+    eps_pol: float = field(default=2.0 / 255.0, init=False)
+
+
+class Event:
+    """One event folder, memory-mapped. Per-photon arrays are already ``--msli``-sliced.
+
+    Attributes ``ox``, ``rx``, ``ph`` (and ``ps``, ``rs``, ``gs`` when present) are the
+    raw arrays; ``seqhis`` is ``ph[:, 0, 0]``. Decoded float32 values come from
+    :meth:`positions`, :meth:`times`, :meth:`polarizations`, :meth:`wavelengths` for
+    just the photons asked for.
+    """
+
+    def __init__(self, path, msli=None):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError(f"{self.path}: event folder does not exist")
+        self.msli = parse_msli(msli)
+        self.fdom = read_npy(self.path / "fdom.npy", *LAYOUT["fdom"][:2], whole=True)
+        self.idom = read_npy(self.path / "idom.npy", *LAYOUT["idom"][:2], whole=True)
+        self.domains = Domains.from_arrays(self.fdom, self.idom, self.path)
+        maxrec = self.domains.maxrec
+        arrays = {}
+        for name, (dtype, tail, _per_photon, required) in LAYOUT.items():
+            if name in ("fdom", "idom"):
+                continue
+            file = self.path / f"{name}.npy"
+            if not required and not file.exists():
+                arrays[name] = None
+                continue
+            tail = tuple(maxrec if t is None else t for t in tail)
+            arrays[name] = read_npy(file, dtype, tail)
+        n_full = len(arrays["ph"])
+        for name in PHOTON_ARRAYS:
+            if arrays[name] is not None and len(arrays[name]) != n_full:
+                raise InputError(f"{self.path / (name + '.npy')}: {len(arrays[name])} photons but "
+                                 f"ph.npy has {n_full}")
+        self.n_total = n_full
+        for name in PHOTON_ARRAYS:
+            if arrays[name] is not None:
+                arrays[name] = arrays[name][self.msli]
+        self.ox, self.rx, self.ph = arrays["ox"], arrays["rx"], arrays["ph"]
+        self.ps, self.rs, self.gs = arrays["ps"], arrays["rs"], arrays["gs"]
+
+    def __repr__(self):
+        return f"Event({str(self.path)!r}, n={self.n}, maxrec={self.maxrec})"
+
+    def __len__(self):
+        return self.n
+
+    @property
+    def n(self) -> int:
+        return len(self.ph)
+
+    @property
+    def maxrec(self) -> int:
+        return self.domains.maxrec
+
+    @property
+    def seqhis(self) -> np.ndarray:
+        return self.ph[:, 0, 0]
+
+    @property
+    def seqmat(self) -> np.ndarray:
+        return self.ph[:, 0, 1]
+
+    # -- decoders: float32 arithmetic, as the original did; only for what is asked
+
+    def positions(self, sel=slice(None)) -> np.ndarray:
+        """Decoded record positions (k, maxrec, 3) float32 in mm."""
+        s = np.asarray(self.rx[sel][..., 0, :3], dtype=np.float32)
+        d = self.domains
+        return s * np.float32(d.extent / np.float32(32767)) + d.center
+
+    def times(self, sel=slice(None)) -> np.ndarray:
+        """Decoded record times (k, maxrec) float32 in ns."""
+        s = np.asarray(self.rx[sel][..., 0, 3], dtype=np.float32)
+        d = self.domains
+        return s * np.float32(d.tmax / np.float32(32767)) + d.t0
+
+    def _record_bytes(self, sel) -> np.ndarray:
+        q = np.ascontiguousarray(self.rx[sel][..., 1, :])
+        return q.view(np.uint8)  # (k, maxrec, 8) bytes: px py pz wl, material/flag bytes
+
+    def polarizations(self, sel=slice(None)) -> np.ndarray:
+        """Decoded record polarizations (k, maxrec, 3) float32."""
+        u = self._record_bytes(sel)[..., :3].astype(np.float32)
+        return u / np.float32(127) - np.float32(1)
+
+    def wavelengths(self, sel=slice(None)) -> np.ndarray:
+        """Decoded record wavelengths (k, maxrec) float32 in nm."""
+        u = self._record_bytes(sel)[..., 3].astype(np.float32)
+        d = self.domains
+        return u * np.float32(d.wl_range / np.float32(255)) + d.wl_low
+
+
+class EventPair:
+    """Event A (GPU, tag N) and event B (Geant4 reference, tag -N) of one comparison."""
+
+    def __init__(self, a: Event, b: Event):
+        self.a, self.b = a, b
+        if a.n != b.n:
+            raise InputError(f"A and B differ in photon count: {a.path} has {a.n}, {b.path} has {b.n}")
+        if a.maxrec != b.maxrec:
+            raise InputError(f"A and B differ in maxrec: {a.path / 'idom.npy'} has {a.maxrec}, "
+                             f"{b.path / 'idom.npy'} has {b.maxrec}")
+        if not np.array_equal(a.fdom, b.fdom):
+            raise InputError(f"A and B differ in domains: {a.path / 'fdom.npy'} != {b.path / 'fdom.npy'}; "
+                             "records compressed on different domains cannot be compared")
+
+    @classmethod
+    def open(cls, a_dir, b_dir, msli=None) -> "EventPair":
+        return cls(Event(a_dir, msli), Event(b_dir, msli))
+
+    @classmethod
+    def from_tag(cls, base, pfx, det, src, tag, msli=None) -> "EventPair":
+        """Resolve ``{base}/{pfx}/evt/{det}/{src}/{tag}`` and ``-{tag}`` like the original tools."""
+        tag = str(tag).lstrip("-")
+        root = Path(base) / pfx / "evt" / det / src
+        return cls.open(root / tag, root / f"-{tag}", msli)
+
+    @property
+    def n(self) -> int:
+        return self.a.n
+
+    @property
+    def domains(self) -> Domains:
+        return self.a.domains
+
+    def __repr__(self):
+        return f"EventPair(a={self.a.path}, b={self.b.path}, n={self.n})"

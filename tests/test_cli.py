@@ -1,0 +1,85 @@
+"""The command line: compare, chase, synth, demo, exit codes and errors."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, random_pair
+from photonab.cli import EXIT_INPUT_ERROR, main
+
+
+def test_compare_exit_code_is_the_return_code(tmp_path, capsys):
+    a, b = random_pair(tmp_path, 2000, spread=50, p_flip=0.5)
+    rc = main(["compare", str(a), str(b), "--no-progress", "--json", str(tmp_path / "r.json"), "--rows", "3"])
+    out = capsys.readouterr().out
+    assert "history table" in out and "summary:" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert rc == data["rc"] and rc & 1
+
+
+def test_compare_by_tag_with_msli_and_engine(tmp_path, capsys):
+    random_pair(tmp_path, 500, root=tmp_path / "base" / "pfx" / "evt" / "box" / "torch")
+    rc = main(["compare", "--base", str(tmp_path / "base"), "--pfx", "pfx", "--tag", "1", "--msli", "::2",
+               "--engine", "numpy", "--no-progress", "--skip", "SC AB RE"])
+    out = capsys.readouterr().out
+    assert "photons 250 (msli ::2 of 500)" in out and "engine numpy" in out
+    assert rc in range(16)
+
+
+def test_compare_with_plot_and_chase(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    a, b = random_pair(tmp_path, 2000, spread=50, p_flip=0.5)
+    main(["compare", str(a), str(b), "--no-progress", "--plot", str(tmp_path / "p.png"), "--chase", "3"])
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert "chase rpost" in capsys.readouterr().out
+
+
+def test_chase_command(tmp_path, capsys):
+    a, b = random_pair(tmp_path, 2000, spread=50, p_flip=0.5)
+    assert main(["chase", str(a), str(b), "--table", "rtime", "--level", "ERROR", "--limit", "4"]) == 0
+    assert "chase rtime all histories" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["compare", "/nonexistent/a", "/nonexistent/b"], "event folder does not exist"),
+    (["compare", "/nonexistent/a"], "give both A_DIR and B_DIR"),
+    (["chase", "A", "B", "--history", "TO XX"], None),
+])
+def test_input_errors_exit_64_with_a_message(tmp_path, capsys, argv, words):
+    a, b = random_pair(tmp_path, 10)
+    argv = [str(a) if x == "A" else str(b) if x == "B" else x for x in argv]
+    assert main(argv) == EXIT_INPUT_ERROR
+    err = capsys.readouterr().err
+    assert "photonab: error:" in err and (words is None or words in err)
+
+
+def test_bad_msli_in_cli(tmp_path, capsys):
+    a, b = random_pair(tmp_path, 10)
+    assert main(["compare", str(a), str(b), "--msli", "1:x"]) == EXIT_INPUT_ERROR
+    assert "--msli '1:x'" in capsys.readouterr().err
+
+
+def test_bad_option_value_exits_64(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--ox-cuts", "1,2"])
+    assert exc.value.code == EXIT_INPUT_ERROR
+
+
+def test_module_help():
+    out = subprocess.run([sys.executable, "-m", "photonab", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and "compare" in out.stdout and "synth" in out.stdout
+
+
+def test_synth_then_demo_cli(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "s"), "--photons", "20k", "--no-progress", "--nan", "2"]) == 0
+    assert (tmp_path / "s" / "evt" / "box" / "torch" / "-1" / "ox.npy").exists()
+    rc = main(["demo", "--photons", "30k", "--cache", str(tmp_path / "cache"), "--no-progress", "--rows", "5"])
+    out = capsys.readouterr().out
+    assert "TO BT BT SA" in out and "summary:" in out
+    assert rc & 1  # the demo's injected faults make rpost fail
+    # the second run reuses the cache
+    mtime = (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime
+    main(["demo", "--photons", "30k", "--cache", str(tmp_path / "cache"), "--no-progress"])
+    assert (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime == mtime

@@ -1,0 +1,183 @@
+"""cyext kernels called directly, against numpy references (as pandas' test_libgroupby)."""
+import numpy as np
+import pytest
+
+from conftest import random_pair
+from photonab import EventPair
+from photonab.cuts import RECORD_TABLES, Cuts
+from photonab.engines import reference
+
+
+def _seq(n, n_codes, seed=0):
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(0, 2**63, n_codes, dtype=np.uint64) | np.uint64(0xD)
+    return pool[rng.integers(0, n_codes, n)], pool[rng.integers(0, n_codes, n)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("n, n_codes", [(0, 1), (1, 1), (1000, 3), (200_003, 50), (150_000, 150_000)])
+def test_history_counter_matches_unique(cyext, n, n_codes, n_threads):
+    sa, sb = _seq(n, n_codes)
+    counter = cyext.HistoryCounter()
+    counter.add(sa, sb, 0, n, n_threads)
+    codes, counts = counter.result()
+    ua, ca = np.unique(sa, return_counts=True)
+    ub, cb = np.unique(sb, return_counts=True)
+    assert sorted(codes.tolist()) == sorted(set(ua.tolist()) | set(ub.tolist()))
+    lookup = dict(zip(codes.tolist(), counts.tolist()))
+    assert all(lookup[c][0] == k for c, k in zip(ua.tolist(), ca.tolist()))
+    assert all(lookup[c][1] == k for c, k in zip(ub.tolist(), cb.tolist()))
+
+
+def test_history_counter_ranges_and_merge(cyext):
+    sa, sb = _seq(100_000, 500, seed=1)
+    whole = cyext.HistoryCounter()
+    whole.add(sa, sb)
+    left, right = cyext.HistoryCounter(), cyext.HistoryCounter()
+    left.add(sa, sb, 0, 33_333, 2)
+    right.add(sa, sb, 33_333, 100_000, 1)
+    left.add_counts(*right.result())
+    for got, want in zip(left.result(), whole.result()):
+        assert np.array_equal(got, want)  # first-seen order too
+
+
+def test_history_counter_takes_strided_read_only_views(cyext, tmp_path):
+    ph = np.zeros((1000, 1, 2), np.uint64)
+    ph[:, 0, 0] = np.arange(1000) % 7
+    np.save(tmp_path / "ph.npy", ph)
+    m = np.load(tmp_path / "ph.npy", mmap_mode="r")
+    assert not m.flags.writeable
+    counter = cyext.HistoryCounter()
+    counter.add(m[::3, 0, 0], m[::3, 0, 0])
+    codes, counts = counter.result()
+    assert counts[:, 0].sum() == len(range(0, 1000, 3))
+
+
+def test_history_counter_bad_range(cyext):
+    sa, sb = _seq(10, 2)
+    with pytest.raises(ValueError, match="outside"):
+        cyext.HistoryCounter().add(sa, sb, 0, 11)
+    with pytest.raises(ValueError, match="differ in length"):
+        cyext.HistoryCounter().add(sa, sb[:5])
+
+
+def test_group_index(cyext):
+    codes = np.array([5, 0, 2**64 - 1, 0x8ccd], np.uint64)
+    index = cyext.GroupIndex(codes)
+    assert index.lookup(np.array([0x8ccd, 5, 7, 0, 2**64 - 1], np.uint64)).tolist() == [3, 0, -1, 1, 2]
+    with pytest.raises(ValueError, match="distinct"):
+        cyext.GroupIndex(np.array([1, 1], np.uint64))
+
+
+def _pair(tmp_path, **kw):
+    a, b = random_pair(tmp_path, **kw)
+    return EventPair.open(a, b)
+
+
+def _reference_records(pair, groups):
+    dev = reference.record_deviations(pair.a.rx, pair.b.rx)
+    sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
+    aligned = np.flatnonzero(sa == sb)
+    g = np.searchsorted(groups, sa[aligned])
+    return dev, aligned, g
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_record_deviations_match_reference(cyext, tmp_path, n_threads):
+    pair = _pair(tmp_path, n=20_011, extreme=True, seed=5)
+    cuts = Cuts.for_domains(pair.domains)
+    groups = np.unique(np.asarray(pair.a.seqhis))
+    index = cyext.GroupIndex(groups)
+    partials = cyext.new_record_partials(len(groups), n_threads)
+    for start, stop in [(0, 7000), (7000, 20_011)]:  # two chunks accumulate
+        assert cyext.record_deviations(partials, index, cuts.record_thresholds(), pair.a.rx, pair.b.rx,
+                                       pair.a.seqhis, pair.b.seqhis, start, stop) == 0
+    merged = cyext.merge_record_partials(partials)
+    dev, aligned, g = _reference_records(pair, groups)
+    for k, table in enumerate(RECORD_TABLES):
+        want = reference.aggregate_rows(table, groups, g, aligned, dev[table][aligned], cuts[table])
+        f = 1 + 7 * k
+        assert np.array_equal(merged[:, 0], want.nitem)
+        assert np.array_equal(merged[:, f:f + 3], want.ndisc)
+        assert np.array_equal(merged[:, f + 3], want.max)
+        assert np.array_equal(merged[:, f + 4], want.min)
+        assert np.array_equal(merged[:, f + 5], want.sum)
+        assert np.array_equal(merged[:, f + 6], want.argmax)
+
+
+def test_record_thresholds_equal_the_float_predicate():
+    from photonab.events import Domains
+    fdom = np.array([[[0, 0, 0, 748]], [[0, 20, 20, 0]], [[60, 820, 20, 760]]], np.float32)
+    for tmax in (20, 7.5, 1.0, 123.456):
+        fdom[1, 0, 1] = tmax
+        cuts = Cuts.for_domains(Domains.from_arrays(fdom, np.array([[[0, 0, 9, 10]]], np.int32), "x"))
+        for table in RECORD_TABLES:
+            thr = cuts[table].thresholds()
+            d = np.arange(0, 200)
+            want = cuts[table].beyond(d)
+            assert np.array_equal(d[:, None] >= thr[None, :], want)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_final_deviations_match_reference(cyext, tmp_path, n_threads):
+    n = 3 * cyext.SUM_BLOCK + 123
+    pair = _pair(tmp_path, n=n, nan=17, seed=9, maxrec=2)
+    cuts = Cuts.for_domains(pair.domains)
+    groups = np.unique(np.asarray(pair.a.seqhis))
+    index = cyext.GroupIndex(groups)
+    counts, extrema = cyext.new_final_partials(len(groups), n_threads)
+    sums = np.zeros(len(groups))
+    blocks = cyext.new_block_sums(len(groups), 2)
+    for start in range(0, n, 2 * cyext.SUM_BLOCK):
+        stop = min(n, start + 2 * cyext.SUM_BLOCK)
+        cyext.final_deviations(counts, extrema, *blocks, index, np.array(cuts.ox.values), pair.a.ox, pair.b.ox,
+                               pair.a.seqhis, pair.b.seqhis, start, stop)
+        cyext.add_block_sums(sums, *blocks)
+    c, e = cyext.merge_final_partials(counts, extrema)
+    sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
+    aligned = np.flatnonzero(sa == sb)
+    d = reference.final_deviation(pair.a.ox, pair.b.ox)[aligned]
+    want = reference.aggregate_rows("ox", groups, np.searchsorted(groups, sa[aligned]), aligned, d, cuts.ox)
+    assert want.nnan.sum() > 0
+    assert np.array_equal(c[:, 0], want.nitem) and np.array_equal(c[:, 1], want.nnan)
+    assert np.array_equal(c[:, 2:5], want.ndisc) and np.array_equal(c[:, 5], want.argmax)
+    assert np.array_equal(e[:, 0], want.max) and np.array_equal(e[:, 1], want.min)
+    assert np.array_equal(sums, want.sum)  # bit for bit: same association
+
+
+def test_final_deviations_reject_unaligned_start(cyext, tmp_path):
+    pair = _pair(tmp_path, n=100, maxrec=1)
+    index = cyext.GroupIndex(np.unique(np.asarray(pair.a.seqhis)))
+    counts, extrema = cyext.new_final_partials(len(index), 1)
+    with pytest.raises(ValueError, match="multiple of SUM_BLOCK"):
+        cyext.final_deviations(counts, extrema, *cyext.new_block_sums(len(index), 1), index,
+                               np.array([.1, .2, .3]), pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, 5, 50)
+
+
+@pytest.mark.parametrize("table", [0, 1, 2, 3])
+def test_chase_finds_the_most_deviant(cyext, tmp_path, table):
+    pair = _pair(tmp_path, n=5000, nan=2, seed=2, maxrec=4, spread=20)
+    sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
+    if table == 3:
+        dev = reference.final_deviation(pair.a.ox, pair.b.ox)
+        dev = np.where(np.isnan(dev), np.inf, dev)
+    else:
+        dev = reference.record_deviations(pair.a.rx, pair.b.rx)[RECORD_TABLES[table]].astype(float)
+    code = sa[0]
+    for all_codes in (False, True):
+        sel = (sa == sb) & ((sa == code) | all_codes)
+        min_dev = np.quantile(dev[sel], 0.5)
+        keep = np.flatnonzero(sel & (dev >= min_dev))
+        want = keep[np.lexsort((keep, -dev[keep]))][:25]
+        out_i, out_d = np.zeros(25, np.int64), np.zeros(25)
+        values = (pair.a.ox, pair.b.ox) if table == 3 else (pair.a.rx, pair.b.rx)
+        k, found = cyext.chase(out_i, out_d, table, code, all_codes, min_dev, *values, pair.a.seqhis,
+                               pair.b.seqhis, 0, pair.n, 2)
+        assert found == len(keep) and k == len(want)
+        assert np.array_equal(out_i[:k], want)
+        assert np.array_equal(out_d[:k], dev[want])
+
+
+def test_read_floor(cyext):
+    words = np.arange(1000, dtype=np.uint64)
+    assert cyext.read_floor(words, 2) == words.sum()

@@ -1,0 +1,42 @@
+"""The installed project: a compiled cyext (not the source folder) and photonab."""
+import importlib.machinery
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_cyext_is_compiled(cyext):
+    assert cyext.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), cyext.__file__
+    assert isinstance(cyext.openmp_enabled(), bool)
+    assert cyext.max_threads() >= 1
+    assert cyext.effective_threads(1) == 1
+
+
+def test_cyext_from_repository_root_is_the_compiled_module():
+    # Python started in the repository root sees the source folder cyext/ first; it has
+    # no __init__.py, so the installed extension module must still win.
+    out = subprocess.run([sys.executable, "-c", "import cyext, photonab; print(cyext.__file__); "
+                          "print(cyext.openmp_enabled())"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.splitlines()[0]
+    assert path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), path
+
+
+def test_harness_package_imports_compiled_cyext():
+    out = subprocess.run([sys.executable, "-c", "import profiles, cyext; print(cyext.__file__)"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def test_openmp_build_says_which(cyext):
+    if cyext.openmp_enabled():
+        assert cyext.effective_threads(None) == cyext.max_threads()
+    else:
+        assert cyext.effective_threads(8) == 1
+
+
+def test_sum_block_matches_reference(cyext):
+    from photonab.engines import reference
+    assert cyext.SUM_BLOCK == reference.SUM_BLOCK

@@ -1,0 +1,108 @@
+"""History and deviation tables: ordering, chi-square, levels, return code, rendering."""
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+from conftest import random_pair
+from photonab import EventPair, compare, seqhis
+from photonab.cuts import Cuts, TableCuts
+from photonab.engines.base import DeviationAggregate, HistoryCounts
+from photonab.tables import DeviationTable, HistoryTable
+
+
+def test_history_table_order_and_chi2():
+    codes = np.array([0x8ccd, 0x8bd, 0x4cd, 0x7ccd, 0xd], np.uint64)
+    a = np.array([500, 40, 40, 10, 5])
+    b = np.array([520, 30, 40, 20, 0])
+    t = HistoryTable(HistoryCounts.from_unsorted(codes, a, b))
+    # a+b descending, ties (80 and 70 are not ties; 80 vs 80) by code ascending
+    assert [seqhis.label(c) for c in t.codes] == ["TO BT BT SA", "TO BT AB", "TO BR SA", "TO BT BT SD", "TO"]
+    assert t.c2[0] == pytest.approx(400 / 1020)
+    assert t.counted.tolist() == [True, True, True, False, False]  # a+b > 30 only
+    assert t.ndf == 2
+    assert t.c2p == pytest.approx(t.c2sum / 2)
+    assert t.pvalue == pytest.approx(chi2.sf(t.c2sum, 2))
+    row = t.rows(1)[0]
+    assert row["a/b"] == pytest.approx(500 / 520) and row["a/b_err"] == pytest.approx(np.sqrt(500) / 520)
+    assert np.isnan(t.rows()[4]["a/b"])  # b == 0
+
+
+def test_history_rows_skip_tokens():
+    codes = np.array([seqhis.code("TO BT BT SA"), seqhis.code("TO SC BT SA"), seqhis.code("TO BT AB")], np.uint64)
+    t = HistoryTable(HistoryCounts.from_unsorted(codes, np.array([3, 2, 1]), np.array([3, 2, 1])))
+    assert [r["label"] for r in t.rows(skip="SC AB RE")] == ["TO BT BT SA"]
+
+
+def _aggregate(nitem, ndisc, nnan=None, table="rpost"):
+    g = len(nitem)
+    return DeviationAggregate(table, np.arange(g, dtype=np.uint64) + 0xd, np.array(nitem), np.array(ndisc),
+                              np.zeros(g, np.int64) if nnan is None else np.array(nnan),
+                              np.ones(g, np.int64), np.zeros(g, np.int64), np.ones(g, np.int64),
+                              np.zeros(g, np.int64), TableCuts(table, (1.0, 2.0, 3.0), 1.0))
+
+
+@pytest.mark.parametrize("ndisc, nnan, level, rc", [
+    ([[0, 0, 0]], [0], "INFO", 0), ([[1, 0, 0]], [0], "WARNING", 0),
+    ([[2, 1, 0]], [0], "ERROR", 1), ([[2, 2, 1]], [0], "FATAL", 1), ([[0, 0, 0]], [1], "FATAL", 1),
+])
+def test_levels_and_return_code(ndisc, nnan, level, rc):
+    t = DeviationTable(_aggregate([5], ndisc, nnan))
+    assert t.level == level and t.rc == rc
+
+
+def test_deviation_rows_order_by_nitem_then_code():
+    t = DeviationTable(_aggregate([3, 9, 3, 0], [[0, 0, 0]] * 4))
+    assert t.nitem.tolist() == [9, 3, 3]  # the empty row is dropped
+    assert t.codes.tolist() == [0xe, 0xd, 0xf]
+
+
+def test_comparison_rc_has_one_bit_per_failing_table(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 2000, spread=50, p_flip=0.5))
+    r = compare(pair)
+    assert r.rc == sum(1 << k for k, t in enumerate(r.tables.values()) if t.fails)
+    assert r.rc & 1  # rpost fails with 50-count flips
+
+
+def test_rendering_and_json(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, n_codes=30, nan=2))
+    r = compare(pair)
+    text = r.render(rows=3, history_rows=5)
+    assert "history table" in text and "rpost deviations [mm]" in text and "ox deviations" in text
+    assert "more histories" in text
+    assert repr(r).startswith("<Comparison cython n=3000")
+    data = json.loads(r.to_json(tmp_path / "out.json"))
+    assert data["photons"] == 3000 and set(data["deviations"]) == {"rpost", "rtime", "rpol", "ox"}
+    assert data["deviations"]["ox"]["nnan"] == sum(row["nnan"] for row in data["deviations"]["ox"]["rows"])
+    assert json.loads((tmp_path / "out.json").read_text())["rc"] == r.rc
+
+
+def test_chase_from_bad_row(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5, seed=8))
+    r = compare(pair)
+    rows = r.tables["rpost"].worst_rows("FATAL")
+    assert len(rows)
+    found = r.chase("rpost", row=int(rows[0]), limit=5)
+    assert len(found) == 5 and found.found >= 5
+    assert found.deviation[0] == pytest.approx(r.tables["rpost"].mx[rows[0]])
+    assert found.index[0] == r.tables["rpost"].argmax[rows[0]]
+    assert np.all(np.diff(found.deviation) <= 0)
+    text = found.render()
+    assert "A x,y,z,t" in text and "B x,y,z,t" in text
+    by_label = r.chase("rpost", seqhis.label(r.tables["rpost"].codes[rows[0]]), limit=5)
+    assert np.array_equal(by_label.index, found.index)
+
+
+def test_chase_maps_back_to_file_rows(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5), msli="100::3")
+    found = compare(pair).chase("rtime", limit=3, level=None)
+    assert np.array_equal(found.file_index, 100 + 3 * found.index)
+
+
+def test_ox_cuts_are_user_settable(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 1000))
+    loose = compare(pair, ox_cuts=(10, 20, 30))
+    assert loose.tables["ox"].ndisc.sum() == 0
+    with pytest.raises(ValueError, match="increasing"):
+        Cuts.for_domains(pair.domains, ox=(0.5, 0.1, 0.2))
