@@ -1,14 +1,15 @@
 # ------------------------------------------------------------------ chasing photons
 # From a bad row to its photons: the aligned photons of one history (or of all) whose
 # deviation in one table reaches a threshold, most deviant first, lowest index on ties,
-# at most ``limit`` of them. Each part keeps a bounded heap, so nothing N-sized is built.
+# at most ``limit`` of them. Each thread keeps a bounded heap, so nothing N-sized is built.
 
 #: table numbers of chase(): the three record tables, then the ox table
 CHASE_TABLES = ("rpost", "rtime", "rpol", "ox")
 
 
 cdef inline bint _worse(double d1, int64_t i1, double d2, int64_t i2) noexcept nogil:
-    """Is (d1, i1) ranked below (d2, i2)? Smaller deviation, or equal and later photon."""
+    """Is (d1, i1) ranked below (d2, i2)? Smaller deviation, or equal and later photon.
+    A strict order, so the kept set does not depend on the order photons arrive in."""
     return d1 < d2 or (d1 == d2 and i1 > i2)
 
 
@@ -121,13 +122,14 @@ def chase(int64_t[::1] out_index, double[::1] out_dev, int table, uint64_t code,
     cdef const char* sa = <const char*>&seq_a[0]
     cdef const char* sb = <const char*>&seq_b[0]
     cdef Py_ssize_t sas = seq_a.strides[0], sbs = seq_b.strides[0]
-    cdef Py_ssize_t p
+    cdef Py_ssize_t b, bs
+    cdef int t
     with nogil:
-        for p in prange(nparts, schedule="static", chunksize=1, num_threads=nparts):
+        for b in prange(_n_blocks(start, stop, WORK_BLOCK), schedule="dynamic", num_threads=nparts):
+            t = cyext_thread_id()
+            bs = start + b * WORK_BLOCK
             _chase_part(table, va, vas, vb, vbs, maxrec, sa, sas, sb, sbs, code, all_codes, min_dev,
-                        _part_bound(start, stop - start, p, nparts),
-                        _part_bound(start, stop - start, p + 1, nparts),
-                        &hd[p, 0], &hi[p, 0], &hs[p], limit, &fd[p])
+                        bs, min(bs + WORK_BLOCK, stop), &hd[t, 0], &hi[t, 0], &hs[t], limit, &fd[t])
     kept_dev = np.concatenate([heap_dev[p, :sizes[p]] for p in range(nparts)])
     kept_idx = np.concatenate([heap_idx[p, :sizes[p]] for p in range(nparts)])
     order = np.lexsort((kept_idx, -kept_dev))[:limit]

@@ -4,13 +4,10 @@
 # is G rows. Linear probing at load <= 1/2 keeps every lookup O(1), whatever the codes.
 
 cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
-    # splitmix64 finaliser: seqhis codes differ in a few high nibbles, so mix every bit
-    x ^= x >> 30
-    x *= <uint64_t>0xbf58476d1ce4e5b9ULL
-    x ^= x >> 27
-    x *= <uint64_t>0x94d049bb133111ebULL
-    x ^= x >> 31
-    return x
+    # Fibonacci hashing: one multiply spreads every bit of the code into the high bits,
+    # the shift-xor folds them into the low bits that the mask keeps
+    x *= <uint64_t>0x9E3779B97F4A7C15ULL
+    return x ^ (x >> 29)
 
 
 cdef inline int32_t _lookup(const uint64_t* slot_code, const int32_t* slot_entry,

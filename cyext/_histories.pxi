@@ -1,10 +1,10 @@
 # ------------------------------------------------------------------ history counting
-# One O(N) pass, no sort: each part (thread) counts its slice of a sub-chunk into a
-# small private hash table; the parts are then merged into the global table in part
-# order. Sub-chunks bound the private tables, so memory stays O(distinct codes) even
-# when nearly every photon has a code of its own.
+# One O(N) pass, no sort: each thread counts the blocks of a sub-chunk it takes into a
+# small private hash table; the private tables are then merged into the global table.
+# Sub-chunks bound the private tables, so memory stays O(distinct codes) even when
+# nearly every photon has a code of its own.
 
-cdef Py_ssize_t HISTORY_SUBCHUNK = 1 << 16
+cdef Py_ssize_t HISTORY_SUBCHUNK = 1 << 15
 
 
 cdef inline uint64_t _seq_at(const char* base, Py_ssize_t stride, Py_ssize_t i) noexcept nogil:
@@ -37,17 +37,12 @@ cdef void _count_part(const char* a_base, Py_ssize_t a_stride,
                       uint64_t* code, int64_t* count, int64_t* entry_slot,
                       int64_t* size) noexcept nogil:
     cdef Py_ssize_t i
-    cdef uint64_t ca, cb, last = 0
-    cdef int64_t ea, eb, last_entry = -1
+    cdef uint64_t ca, cb
+    cdef int64_t ea, eb
     for i in range(s, e):
         ca = _seq_at(a_base, a_stride, i)
         cb = _seq_at(b_base, b_stride, i)
-        # histories repeat a lot (one dominates): remember the last lookup
-        if last_entry >= 0 and ca == last:
-            ea = last_entry
-        else:
-            ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
-            last, last_entry = ca, ea
+        ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
         count[2 * ea] += 1
         if cb == ca:
             count[2 * ea + 1] += 1
@@ -60,7 +55,7 @@ cdef class HistoryCounter:
     """Photon counts per seqhis code in event A and in event B.
 
     ``add`` may be called on successive (or any) photon ranges and ``add_counts`` merges
-    another counter's result; ``result()`` gives the codes in first-seen order with
+    another counter's result; ``result()`` gives the codes (in no particular order) with
     their (A, B) counts. Counting is exact int64 and independent of ``n_threads``.
     """
     cdef int64_t size
@@ -111,7 +106,8 @@ cdef class HistoryCounter:
     cdef _prepare_parts(self, int nparts):
         if nparts == self.nparts:
             return
-        cdef int64_t per_part = 2 * ((HISTORY_SUBCHUNK + nparts - 1) // nparts)
+        # one thread may end up doing the whole sub-chunk: room for all its codes
+        cdef int64_t per_part = 2 * HISTORY_SUBCHUNK
         cdef int64_t cap = _capacity_for(per_part)
         self.p_slot_code = np.zeros((nparts, cap), dtype=np.uint64)
         self.p_slot_entry = np.full((nparts, cap), -1, dtype=np.int32)
@@ -148,7 +144,8 @@ cdef class HistoryCounter:
         cdef const char* a_base = <const char*>&seq_a[0]
         cdef const char* b_base = <const char*>&seq_b[0]
         cdef Py_ssize_t a_stride = seq_a.strides[0], b_stride = seq_b.strides[0]
-        cdef Py_ssize_t cs, ce, p
+        cdef Py_ssize_t cs, ce, p, b, bs
+        cdef int t
         cdef uint64_t[:, ::1] p_slot_code = self.p_slot_code
         cdef int32_t[:, ::1] p_slot_entry = self.p_slot_entry
         cdef uint64_t[:, ::1] p_code = self.p_code
@@ -160,13 +157,12 @@ cdef class HistoryCounter:
             ce = min(cs + HISTORY_SUBCHUNK, stop_)
             self._reserve(2 * (ce - cs))
             with nogil:
-                for p in prange(nparts, schedule="static", chunksize=1, num_threads=nparts):
-                    _count_part(a_base, a_stride, b_base, b_stride,
-                                _part_bound(cs, ce - cs, p, nparts),
-                                _part_bound(cs, ce - cs, p + 1, nparts),
-                                &p_slot_code[p, 0], &p_slot_entry[p, 0], p_mask,
-                                &p_code[p, 0], &p_count[p, 0, 0], &p_entry_slot[p, 0],
-                                &p_size[p])
+                for b in prange(_n_blocks(cs, ce, WORK_BLOCK), schedule="dynamic", num_threads=nparts):
+                    t = cyext_thread_id()
+                    bs = cs + b * WORK_BLOCK
+                    _count_part(a_base, a_stride, b_base, b_stride, bs, min(bs + WORK_BLOCK, ce),
+                                &p_slot_code[t, 0], &p_slot_entry[t, 0], p_mask,
+                                &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t])
                 for p in range(nparts):
                     self._merge_part(p)
 
@@ -186,6 +182,6 @@ cdef class HistoryCounter:
             self.count[e, 1] += k[j, 1]
 
     def result(self):
-        """(codes uint64 (G,), counts int64 (G, 2)) in first-seen order."""
+        """(codes uint64 (G,), counts int64 (G, 2))."""
         return (np.asarray(self.code)[:self.size].copy(),
                 np.asarray(self.count)[:self.size].copy())

@@ -4,8 +4,6 @@
 # "Exactness"): the per-photon deviation of a table is max |sA - sB| over every record
 # slot and component, an exact int32, compared with integer cut thresholds.
 
-from libc.stdlib cimport abs as iabs
-
 # Field layout of one group's row in a record partial table (int64):
 #   [0] nitem, then for table k in (rpost, rtime, rpol) at 1 + 7k:
 #   +0..+2 photons beyond cut level 0, 1, 2; +3 max; +4 min; +5 sum; +6 photon of max
@@ -18,144 +16,99 @@ RECORD_FIELDS = REC_FIELDS
 RECORD_MIN_START = 65536
 
 
-cdef inline void _record_deviation(const int16_t* a, const int16_t* b, int maxrec,
-                                   int32_t* d) noexcept nogil:
-    """d[0] = position, d[1] = time, d[2] = polarization deviation, in stored counts."""
-    cdef int r, c
-    cdef int32_t dpos = 0, dt = 0, dpol = 0, x
-    cdef uint16_t ua, ub
-    for r in range(maxrec):
-        for c in range(3):
-            x = iabs(<int32_t>a[c] - <int32_t>b[c])
-            if x > dpos:
-                dpos = x
-        x = iabs(<int32_t>a[3] - <int32_t>b[3])
-        if x > dt:
-            dt = x
-        # q1 as little-endian bytes: px py | pz wl; polarization = bytes 0, 1, 2
-        ua = <uint16_t>a[4]
-        ub = <uint16_t>b[4]
-        x = iabs(<int32_t>(ua & 0xFF) - <int32_t>(ub & 0xFF))
-        if x > dpol:
-            dpol = x
-        x = iabs(<int32_t>(ua >> 8) - <int32_t>(ub >> 8))
-        if x > dpol:
-            dpol = x
-        ua = <uint16_t>a[5]
-        ub = <uint16_t>b[5]
-        x = iabs(<int32_t>(ua & 0xFF) - <int32_t>(ub & 0xFF))
-        if x > dpol:
-            dpol = x
-        a += 8
-        b += 8
-    d[0] = dpos
-    d[1] = dt
-    d[2] = dpol
+cdef extern from *:
+    """
+    /* Per-photon record deviations: d[0] position, d[1] time, d[2] polarization,
+       in stored counts, max over every slot. |a - b| of two int16 always fits a
+       uint16, of two bytes a uint8. SSE2 (every x86-64) does a whole slot per
+       instruction; other machines take the scalar loop. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline void cyext_record_deviation(const int16_t *a, const int16_t *b, int maxrec,
+                                              int32_t *d) {
+        /* one 16-byte record slot per register: words 0..3 are q0 (x,y,z,t int16),
+           bytes 8..15 are q1 (polarization in bytes 8..10). |a-b| of int16 is
+           max - min as uint16; SSE2 has no unsigned 16-bit max, so flip the sign bit
+           and take the signed max. */
+        const __m128i flip = _mm_set1_epi16((short)0x8000);
+        __m128i acc16 = flip, acc8 = _mm_setzero_si128();
+        for (int r = 0; r < maxrec; r++) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * r));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * r));
+            __m128i d16 = _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb));
+            acc16 = _mm_max_epi16(acc16, _mm_xor_si128(d16, flip));
+            acc8 = _mm_max_epu8(acc8, _mm_or_si128(_mm_subs_epu8(va, vb), _mm_subs_epu8(vb, va)));
+        }
+        uint16_t w[8];
+        uint8_t u[16];
+        _mm_storeu_si128((__m128i *)w, _mm_xor_si128(acc16, flip));
+        _mm_storeu_si128((__m128i *)u, acc8);
+        uint16_t pos = w[0] > w[1] ? w[0] : w[1];
+        d[0] = pos > w[2] ? pos : w[2];
+        d[1] = w[3];
+        uint8_t pol = u[8] > u[9] ? u[8] : u[9];
+        d[2] = pol > u[10] ? pol : u[10];
+    }
+    #else
+    static inline void cyext_record_deviation(const int16_t *a, const int16_t *b, int maxrec,
+                                              int32_t *d) {
+        uint16_t q0[4] = {0, 0, 0, 0};
+        uint8_t q1[3] = {0, 0, 0};
+        const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
+        for (int r = 0; r < maxrec; r++) {
+            for (int c = 0; c < 4; c++) {
+                int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
+                uint16_t ax = (uint16_t)(x < 0 ? -x : x);
+                q0[c] = q0[c] > ax ? q0[c] : ax;
+            }
+            for (int c = 0; c < 3; c++) {
+                uint8_t ua = a8[16 * r + 8 + c], ub = b8[16 * r + 8 + c];
+                uint8_t ax = (uint8_t)(ua > ub ? ua - ub : ub - ua);
+                q1[c] = q1[c] > ax ? q1[c] : ax;
+            }
+        }
+        uint16_t pos = q0[0] > q0[1] ? q0[0] : q0[1];
+        d[0] = pos > q0[2] ? pos : q0[2];
+        d[1] = q0[3];
+        uint8_t pol = q1[0] > q1[1] ? q1[0] : q1[1];
+        d[2] = pol > q1[2] ? pol : q1[2];
+    }
+    #endif
+    """
+    void _record_deviation "cyext_record_deviation"(const int16_t* a, const int16_t* b, int maxrec,
+                                                    int32_t* d) noexcept nogil
 
 
-cdef void _records_part(const char* ra, Py_ssize_t ra_stride, const char* rb, Py_ssize_t rb_stride,
-                        const char* sa, Py_ssize_t sa_stride, const char* sb, Py_ssize_t sb_stride,
-                        Py_ssize_t s, Py_ssize_t e, int maxrec,
-                        const uint64_t* slot_code, const int32_t* slot_entry, uint64_t mask,
-                        const int64_t* thr, int64_t* agg, int64_t* unknown) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef uint64_t ca, last = 0
-    cdef int32_t g, last_g = -1
-    cdef int32_t d[3]
-    cdef int64_t* row
+cdef inline void _record_update(int64_t* row, const int32_t* d, const int64_t* thr,
+                                Py_ssize_t i) noexcept nogil:
+    """Add photon ``i`` with deviations ``d`` to its group's row."""
+    cdef int k
     cdef int64_t* f
     cdef int64_t x
-    cdef int k
-    for i in range(s, e):
-        ca = _seq_at(sa, sa_stride, i)
-        if ca != _seq_at(sb, sb_stride, i):
-            continue
-        if last_g >= 0 and ca == last:
-            g = last_g
-        else:
-            g = _lookup(slot_code, slot_entry, mask, ca)
-            last, last_g = ca, g
-        if g < 0:
-            unknown[0] += 1
-            continue
-        _record_deviation(<const int16_t*>(ra + i * ra_stride),
-                          <const int16_t*>(rb + i * rb_stride), maxrec, d)
-        row = agg + <Py_ssize_t>g * REC_FIELDS
-        row[0] += 1
-        for k in range(3):
-            f = row + 1 + REC_STRIDE * k
-            x = d[k]
-            if x >= thr[3 * k]:
-                f[0] += 1
-                if x >= thr[3 * k + 1]:
-                    f[1] += 1
-                    if x >= thr[3 * k + 2]:
-                        f[2] += 1
-            if x > f[3]:  # photons come in increasing order: ties keep the lowest index
-                f[3] = x
-                f[6] = i
-            if x < f[4]:
-                f[4] = x
-            f[5] += x
+    row[0] += 1
+    for k in range(3):
+        f = row + 1 + REC_STRIDE * k
+        x = d[k]
+        f[0] += x >= thr[3 * k]
+        f[1] += x >= thr[3 * k + 1]
+        f[2] += x >= thr[3 * k + 2]
+        if x > f[3] or (x == f[3] and i < f[6]):  # ties keep the lowest photon index
+            f[3] = x
+            f[6] = i
+        if x < f[4]:
+            f[4] = x
+        f[5] += x
 
 
 def new_record_partials(Py_ssize_t n_groups, int n_parts):
-    """Zeroed partial tables (n_parts, n_groups, RECORD_FIELDS) int64 for record_deviations."""
+    """Empty partial tables (n_parts, n_groups, RECORD_FIELDS) int64: counts 0, max -1,
+    min RECORD_MIN_START, photon of max -1."""
     agg = np.zeros((n_parts, n_groups, RECORD_FIELDS), dtype=np.int64)
     for k in range(3):
         agg[:, :, 1 + REC_STRIDE * k + 3] = -1
         agg[:, :, 1 + REC_STRIDE * k + 4] = RECORD_MIN_START
         agg[:, :, 1 + REC_STRIDE * k + 6] = -1
     return agg
-
-
-def record_deviations(int64_t[:, :, ::1] partials, GroupIndex index, const int64_t[:, ::1] thresholds,
-                      const int16_t[:, :, :, :] rx_a, const int16_t[:, :, :, :] rx_b,
-                      const uint64_t[:] seq_a, const uint64_t[:] seq_b,
-                      Py_ssize_t start, Py_ssize_t stop):
-    """Accumulate rpost/rtime/rpol aggregates of aligned photons ``[start, stop)``.
-
-    partials    (P, G, RECORD_FIELDS) int64 from new_record_partials; one part per thread
-    index       GroupIndex of the aligned codes (group g = row g)
-    thresholds  (3, 3) int64: a photon is beyond cut j of table k when d >= thresholds[k, j]
-    rx_a, rx_b  (N, maxrec, 2, 4) int16 records, each photon's records contiguous
-    seq_a/b     (N,) uint64 seqhis (e.g. ``ph[:, 0, 0]``)
-    Returns the number of aligned photons whose code is missing from ``index`` (0 when
-    the index was built from these events).
-    """
-    cdef Py_ssize_t n = seq_a.shape[0]
-    cdef int nparts = partials.shape[0]
-    cdef int maxrec = rx_a.shape[1]
-    if partials.shape[1] != len(index) or partials.shape[2] != RECORD_FIELDS:
-        raise ValueError("partials must be new_record_partials(len(index), n_parts)")
-    if thresholds.shape[0] != 3 or thresholds.shape[1] != 3:
-        raise ValueError("thresholds must be (3, 3)")
-    _check_records(rx_a, rx_b, seq_a, seq_b)
-    if not 0 <= start <= stop <= n:
-        raise ValueError(f"photon range [{start}, {stop}) outside 0..{n}")
-    if stop == start or len(index) == 0:
-        return 0
-    unknown = np.zeros(nparts, dtype=np.int64)
-    cdef int64_t[::1] unk = unknown
-    cdef const char* ra = <const char*>&rx_a[0, 0, 0, 0]
-    cdef const char* rb = <const char*>&rx_b[0, 0, 0, 0]
-    cdef const char* sa = <const char*>&seq_a[0]
-    cdef const char* sb = <const char*>&seq_b[0]
-    cdef Py_ssize_t ras = rx_a.strides[0], rbs = rx_b.strides[0]
-    cdef Py_ssize_t sas = seq_a.strides[0], sbs = seq_b.strides[0]
-    cdef const uint64_t* slot_code = &index.slot_code[0]
-    cdef const int32_t* slot_entry = &index.slot_entry[0]
-    cdef uint64_t mask = index.mask
-    cdef const int64_t* thr = &thresholds[0, 0]
-    cdef Py_ssize_t p
-    with nogil:
-        for p in prange(nparts, schedule="static", chunksize=1, num_threads=nparts):
-            _records_part(ra, ras, rb, rbs, sa, sas, sb, sbs,
-                          _part_bound(start, stop - start, p, nparts),
-                          _part_bound(start, stop - start, p + 1, nparts),
-                          maxrec, slot_code, slot_entry, mask, thr,
-                          &partials[p, 0, 0], &unk[p])
-    return int(unknown.sum())
 
 
 def merge_record_partials(partials):

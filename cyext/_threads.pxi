@@ -43,7 +43,13 @@ def effective_threads(n_threads=None):
     return n
 
 
-cdef inline Py_ssize_t _part_bound(Py_ssize_t start, Py_ssize_t length, Py_ssize_t part,
-                                   Py_ssize_t nparts) noexcept nogil:
-    """Start of contiguous part ``part`` of ``nparts`` over ``[start, start + length)``."""
-    return start + (length * part) // nparts
+# Kernels hand out photons in blocks of WORK_BLOCK to whichever thread is free
+# (dynamic schedule), so a thread that the OS deschedules on a shared machine does not
+# hold the others up. Each thread accumulates into its own partial table (indexed by
+# its OpenMP thread number); partials merge by integer addition, max/min with the
+# lowest photon index on ties, so the result does not depend on who did which block.
+cdef Py_ssize_t WORK_BLOCK = 1 << 12
+
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t block) noexcept nogil:
+    return (stop - start + block - 1) // block

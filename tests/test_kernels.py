@@ -37,8 +37,9 @@ def test_history_counter_ranges_and_merge(cyext):
     left.add(sa, sb, 0, 33_333, 2)
     right.add(sa, sb, 33_333, 100_000, 1)
     left.add_counts(*right.result())
-    for got, want in zip(left.result(), whole.result()):
-        assert np.array_equal(got, want)  # first-seen order too
+    (c1, k1), (c2, k2) = left.result(), whole.result()
+    o1, o2 = np.argsort(c1), np.argsort(c2)
+    assert np.array_equal(c1[o1], c2[o2]) and np.array_equal(k1[o1], k2[o2])
 
 
 def test_history_counter_takes_strided_read_only_views(cyext, tmp_path):
@@ -82,17 +83,22 @@ def _reference_records(pair, groups):
     return dev, aligned, g
 
 
+def _accumulate(cyext, pair, groups, cuts, ranges, n_threads, **kw):
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values,
+                                     n_threads, **kw)
+    for start, stop in ranges:
+        acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, start, stop)
+    return acc.result()
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_record_deviations_match_reference(cyext, tmp_path, n_threads):
-    pair = _pair(tmp_path, n=20_011, extreme=True, seed=5)
+def test_record_aggregates_match_reference(cyext, tmp_path, n_threads):
+    pair = _pair(tmp_path, n=2 * cyext.SUM_BLOCK + 11, extreme=True, seed=5)
     cuts = Cuts.for_domains(pair.domains)
     groups = np.unique(np.asarray(pair.a.seqhis))
-    index = cyext.GroupIndex(groups)
-    partials = cyext.new_record_partials(len(groups), n_threads)
-    for start, stop in [(0, 7000), (7000, 20_011)]:  # two chunks accumulate
-        assert cyext.record_deviations(partials, index, cuts.record_thresholds(), pair.a.rx, pair.b.rx,
-                                       pair.a.seqhis, pair.b.seqhis, start, stop) == 0
-    merged = cyext.merge_record_partials(partials)
+    n = pair.n
+    merged = _accumulate(cyext, pair, groups, cuts, [(0, cyext.SUM_BLOCK), (cyext.SUM_BLOCK, n)], n_threads,
+                         finals=False)["records"]
     dev, aligned, g = _reference_records(pair, groups)
     for k, table in enumerate(RECORD_TABLES):
         want = reference.aggregate_rows(table, groups, g, aligned, dev[table][aligned], cuts[table])
@@ -119,21 +125,15 @@ def test_record_thresholds_equal_the_float_predicate():
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_final_deviations_match_reference(cyext, tmp_path, n_threads):
+def test_final_aggregates_match_reference(cyext, tmp_path, n_threads):
     n = 3 * cyext.SUM_BLOCK + 123
     pair = _pair(tmp_path, n=n, nan=17, seed=9, maxrec=2)
     cuts = Cuts.for_domains(pair.domains)
     groups = np.unique(np.asarray(pair.a.seqhis))
-    index = cyext.GroupIndex(groups)
-    counts, extrema = cyext.new_final_partials(len(groups), n_threads)
-    sums = np.zeros(len(groups))
-    blocks = cyext.new_block_sums(len(groups), 2)
-    for start in range(0, n, 2 * cyext.SUM_BLOCK):
-        stop = min(n, start + 2 * cyext.SUM_BLOCK)
-        cyext.final_deviations(counts, extrema, *blocks, index, np.array(cuts.ox.values), pair.a.ox, pair.b.ox,
-                               pair.a.seqhis, pair.b.seqhis, start, stop)
-        cyext.add_block_sums(sums, *blocks)
-    c, e = cyext.merge_final_partials(counts, extrema)
+    step = 2 * cyext.SUM_BLOCK
+    ranges = [(s, min(n, s + step)) for s in range(0, n, step)]
+    got = _accumulate(cyext, pair, groups, cuts, ranges, n_threads, records=False)
+    c, e = got["final_counts"], got["final_extrema"]
     sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
     aligned = np.flatnonzero(sa == sb)
     d = reference.final_deviation(pair.a.ox, pair.b.ox)[aligned]
@@ -142,16 +142,30 @@ def test_final_deviations_match_reference(cyext, tmp_path, n_threads):
     assert np.array_equal(c[:, 0], want.nitem) and np.array_equal(c[:, 1], want.nnan)
     assert np.array_equal(c[:, 2:5], want.ndisc) and np.array_equal(c[:, 5], want.argmax)
     assert np.array_equal(e[:, 0], want.max) and np.array_equal(e[:, 1], want.min)
-    assert np.array_equal(sums, want.sum)  # bit for bit: same association
+    assert np.array_equal(got["sums"], want.sum)  # bit for bit: same association
+    # ranges in any order, kept blocks merged afterwards: the same bits
+    kept = _accumulate(cyext, pair, groups, cuts, ranges[::-1], n_threads, records=False, keep_blocks=True)
+    assert np.array_equal(cyext.merge_block_sums(len(groups), kept["blocks"]), got["sums"])
 
 
-def test_final_deviations_reject_unaligned_start(cyext, tmp_path):
+def test_accumulator_rejects_bad_ranges(cyext, tmp_path):
     pair = _pair(tmp_path, n=100, maxrec=1)
-    index = cyext.GroupIndex(np.unique(np.asarray(pair.a.seqhis)))
-    counts, extrema = cyext.new_final_partials(len(index), 1)
+    groups = np.unique(np.asarray(pair.a.seqhis))
+    cuts = Cuts.for_domains(pair.domains)
     with pytest.raises(ValueError, match="multiple of SUM_BLOCK"):
-        cyext.final_deviations(counts, extrema, *cyext.new_block_sums(len(index), 1), index,
-                               np.array([.1, .2, .3]), pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, 5, 50)
+        _accumulate(cyext, pair, groups, cuts, [(5, 50)], 1)
+    with pytest.raises(ValueError, match="outside"):
+        _accumulate(cyext, pair, groups, cuts, [(0, 101)], 1)
+    with pytest.raises(ValueError, match="not in the index"):
+        _accumulate(cyext, pair, groups[1:], cuts, [(0, 100)], 1)
+
+
+def test_accumulator_wants_increasing_ranges(cyext, tmp_path):
+    pair = _pair(tmp_path, n=cyext.SUM_BLOCK + 10, maxrec=1)
+    groups = np.unique(np.asarray(pair.a.seqhis))
+    with pytest.raises(ValueError, match="increasing order"):
+        _accumulate(cyext, pair, groups, Cuts.for_domains(pair.domains),
+                    [(cyext.SUM_BLOCK, pair.n), (0, cyext.SUM_BLOCK)], 1)
 
 
 @pytest.mark.parametrize("table", [0, 1, 2, 3])

@@ -20,6 +20,8 @@ EPILOG = """examples:
   python -m photonab compare evt/box/torch/1 evt/box/torch/-1 --rows 20
   python -m photonab compare --base /data --pfx tboolean-box --det box --src torch --tag 1 --msli :1M
   python -m photonab chase A_DIR B_DIR --table rpost --history "TO BT BR BT SA"
+  python -m photonab run --base /data --pfx tboolean-box --tags 1-10      # many events, combined tables
+  python -m photonab compare A B --engine dask --scheduler tcp://head:8786
   python -m photonab synth /tmp/evts --photons 10M --seed 1
 exit code of compare: one bit per failing deviation table (rpost 1, rtime 2, rpol 4, ox 8);
 64 for bad input or arguments (the message names the file and what is wrong)"""
@@ -115,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--maxrec", type=int, default=10)
     s.add_argument("--no-progress", action="store_true")
 
+    r = sub.add_parser("run", help="compare a run of event pairs into combined tables, one summary line per event",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("pairs", nargs="*", metavar="A_DIR B_DIR", help="event folders, A then B, for each event")
+    g = r.add_argument_group("event folders by tag: {base}/{pfx}/evt/{det}/{src}/{tag} and -{tag}")
+    g.add_argument("--base", help="base folder (default $OPTICKS_EVENT_BASE)")
+    g.add_argument("--pfx", default="")
+    g.add_argument("--det", default="box")
+    g.add_argument("--src", default="torch")
+    g.add_argument("--tags", default=None, help="tags of A, e.g. 1-10 or 1,3,5")
+    r.add_argument("--msli", default="", help="photon slice of every event")
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--no-progress", action="store_true")
+    _add_report_arguments(r)
+
     h = sub.add_parser("chase", help="list the photons behind a bad row, with their A and B records")
     _add_pair_arguments(h)
     h.add_argument("--table", choices=TABLES, default="rpost")
@@ -130,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_report_arguments(p: argparse.ArgumentParser):
     from .engines import ENGINES
     p.add_argument("--engine", choices=ENGINES + ("dask",), default="cython", help="engine (default cython)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --engine dask: a running scheduler, e.g. tcp://head:8786 (default: a local cluster)")
     p.add_argument("--tables", default=",".join(TABLES), help=f"tables to compute (default {','.join(TABLES)})")
     p.add_argument("--rows", type=int, default=10, help="deviation rows to show (default 10; -1 = all)")
     p.add_argument("--hist-rows", type=int, default=20, help="history rows to show (default 20; -1 = all)")
@@ -141,16 +159,51 @@ def _add_report_arguments(p: argparse.ArgumentParser):
                    help="for each failing table, list the K most deviant photons of its worst row")
 
 
+def _make_engine(args):
+    from .engines import get_engine
+    options = {"n_threads": args.threads}
+    if args.engine == "dask":
+        options["scheduler"] = args.scheduler
+    elif args.scheduler:
+        raise InputError("--scheduler goes with --engine dask")
+    return get_engine(args.engine, **options)
+
+
+def _tables(args) -> tuple[str, ...]:
+    return tuple(t.strip() for t in args.tables.split(",") if t.strip())
+
+
 def _run_compare(args, pair: EventPair) -> int:
     from .comparison import compare
-    tables = tuple(t.strip() for t in args.tables.split(",") if t.strip())
-    result = compare(pair, args.engine, tables=tables, ox_cuts=args.ox_cuts, n_threads=args.threads,
+    result = compare(pair, _make_engine(args), tables=_tables(args), ox_cuts=args.ox_cuts,
                      progress=not args.no_progress)
+    return _report(args, result)
+
+
+def _run_run(args) -> int:
+    from .runs import compare_run, parse_tags
+    if args.pairs:
+        if len(args.pairs) % 2:
+            raise InputError("give event folders in pairs: A1 B1 A2 B2 ...")
+        pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
+    else:
+        base = args.base or os.environ.get("OPTICKS_EVENT_BASE")
+        if base is None or args.tags is None:
+            raise InputError("give A_DIR B_DIR pairs, or --base (or $OPTICKS_EVENT_BASE) with --tags")
+        root = Path(base) / args.pfx / "evt" / args.det / args.src
+        pairs = [(root / t, root / f"-{t}") for t in parse_tags(args.tags)]
+    result = compare_run(pairs, _make_engine(args), tables=_tables(args), ox_cuts=args.ox_cuts, msli=args.msli,
+                         progress=not args.no_progress)
+    return _report(args, result)
+
+
+def _report(args, result) -> int:
+    """Print the tables of a comparison or a run, and write what was asked for."""
     rows = None if args.rows < 0 else args.rows
     hist_rows = None if args.hist_rows < 0 else args.hist_rows
     skip = args.skip
     print(result.render(rows=rows, history_rows=hist_rows, skip=skip))
-    if args.chase:
+    if args.chase and hasattr(result, "chase"):
         for name, table in result.tables.items():
             worst = table.worst_rows("ERROR")
             if len(worst):
@@ -175,6 +228,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "compare":
             return _run_compare(args, _open_pair(args))
+        if args.command == "run":
+            return _run_run(args)
         if args.command == "demo":
             from .synth import DEFAULT_FAULTS, synthesize
             cache = (args.cache or default_cache()) / f"demo-{args.photons}"

@@ -15,7 +15,7 @@ import numpy as np
 from . import report, seqhis
 from .cuts import LEVELS, OX_CUTS, RECORD_TABLES, TABLES, Cuts
 from .engines import get_engine
-from .engines.base import no_progress
+from .engines.base import HistoryCounts, no_progress
 from .engines.compiled import import_cyext
 from .errors import InputError
 from .events import EventPair
@@ -36,6 +36,7 @@ class Comparison:
     pair: EventPair
     engine: str
     cuts: Cuts
+    history_counts: HistoryCounts
     history: HistoryTable
     tables: dict[str, DeviationTable]
     seconds: dict[str, float] = field(default_factory=dict)
@@ -109,7 +110,7 @@ def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=O
     t0 = time.perf_counter()
     aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar)
     seconds["deviations"] = time.perf_counter() - t0
-    return Comparison(pair, eng.name, cuts, HistoryTable(counts),
+    return Comparison(pair, eng.name, cuts, counts, HistoryTable(counts),
                       {t: DeviationTable(aggregates[t]) for t in tables}, seconds)
 
 

@@ -6,6 +6,7 @@ and the decoders turn only the photons asked for into float32 values.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from dataclasses import dataclass, field
@@ -98,6 +99,17 @@ def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -
     return np.load(path, mmap_mode="r") if not whole else np.load(path)
 
 
+def advise_sequential(arr: np.ndarray) -> None:
+    """Tell the kernel a map is read front to back: larger read-ahead, and its pages may
+    be reclaimed early, which is what a stream over an event bigger than RAM wants."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is not None and hasattr(mmap, "MADV_SEQUENTIAL"):
+        try:
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        except (OSError, ValueError):  # an advice, never a reason to fail
+            pass
+
+
 # ---------------------------------------------------------------- domains and decoders
 
 
@@ -178,6 +190,7 @@ class Event:
                 continue
             tail = tuple(maxrec if t is None else t for t in tail)
             arrays[name] = read_npy(file, dtype, tail)
+            advise_sequential(arrays[name])
         n_full = len(arrays["ph"])
         for name in PHOTON_ARRAYS:
             if arrays[name] is not None and len(arrays[name]) != n_full:

@@ -64,7 +64,10 @@ def plot_comparison(result, path, rows: int = 20, skip=()):
                        lw=0.8, ls=(":", "--", "-")[k])
         ax.set_xlabel("max deviation / warning cut")
         ax.set_title(f"{table.table}: {table.level}", color=LEVEL_COLOURS[table.level])
-    fig.suptitle(f"A {result.pair.a.path}  vs  B {result.pair.b.path}  ({result.pair.n} photons)", fontsize=9)
+    pair = getattr(result, "pair", None)  # a run of events has many
+    title = (f"A {pair.a.path}  vs  B {pair.b.path}  ({pair.n} photons)" if pair is not None
+             else f"run of {len(result.events)} events ({h.n_a} photons)")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(Path(path), dpi=110)
     plt.close(fig)

@@ -64,10 +64,13 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
     lines = [head, cols]
     for r in table.rows(limit, skip):
         nd, fd = r["ndisc"], r["fdisc"]
+        worst = str(r["worst_photon"])
+        if table.worst_event is not None:  # a run's combined table: event:photon
+            worst = f"{table.worst_event[r['index']]}:{worst}"
         lines.append(f"{r['index']:>5} {r['code']:>16}  {_label(int(r['code'], 16)):<{LABEL_WIDTH}} {r['nitem']:>9} "
                      f"{nd[0]:>7} {nd[1]:>7} {nd[2]:>7} {fd[0]:>6.3f} {fd[1]:>6.3f} {fd[2]:>6.3f}"
                      + (f" {r['nnan']:>6}" if nan_col else "") +
-                     f" {_num(r['mx'])} {_num(r['mn'])} {_num(r['avg'])}  {r['level']:<7} {r['worst_photon']:>9}")
+                     f" {_num(r['mx'])} {_num(r['mn'])} {_num(r['avg'])}  {r['level']:<7} {worst:>9}")
     hidden = len(table) - (len(lines) - 2)
     if hidden > 0:
         bad = [LEVELS[k] for k in table.level_index[limit:]] if limit is not None else []

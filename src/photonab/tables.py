@@ -81,9 +81,12 @@ class DeviationTable:
     nitem, photons beyond each cut, their fractions, max/min/mean deviation, level and the
     most deviant photon. Rows ordered by nitem descending, then code."""
 
-    def __init__(self, aggregate: DeviationAggregate):
+    def __init__(self, aggregate: DeviationAggregate, worst_event: np.ndarray | None = None):
+        keep = aggregate.nitem > 0
         agg = aggregate.nonempty()
         order = np.lexsort((agg.codes, -agg.nitem))
+        # for the combined tables of a run: the event of each row's most deviant photon
+        self.worst_event = None if worst_event is None else np.asarray(worst_event)[keep][order]
         self.table, self.cuts = agg.table, agg.cuts
         self.unit = UNITS[self.table]
         self.codes = agg.codes[order]
@@ -131,7 +134,8 @@ class DeviationTable:
                  "nitem": int(self.nitem[i]), "ndisc": [int(x) for x in self.ndisc[i]],
                  "fdisc": [float(x) for x in self.fdisc[i]], "nnan": int(self.nnan[i]),
                  "mx": float(self.mx[i]), "mn": float(self.mn[i]), "avg": float(self.avg[i]),
-                 "level": LEVELS[self.level_index[i]], "worst_photon": int(self.argmax[i])}
+                 "level": LEVELS[self.level_index[i]], "worst_photon": int(self.argmax[i]),
+                 **({} if self.worst_event is None else {"worst_event": int(self.worst_event[i])})}
                 for i in shown]
 
     def worst_rows(self, level: str = "ERROR") -> np.ndarray:

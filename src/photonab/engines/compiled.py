@@ -47,44 +47,30 @@ class CythonEngine:
 
     def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
                    progress=no_progress) -> dict[str, DeviationAggregate]:
-        cy = self.cyext
-        G, P = len(groups), self.n_threads
-        index = cy.GroupIndex(groups)
+        acc = self.cyext.DeviationAccumulator(
+            self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, self.n_threads,
+            records=any(t in tables for t in RECORD_TABLES), finals="ox" in tables)
         a, b = pair.a, pair.b
-        sa, sb = a.seqhis, b.seqhis
-        want_records = any(t in tables for t in RECORD_TABLES)
-        want_ox = "ox" in tables
-        records = cy.new_record_partials(G, P)
-        thresholds = cuts.record_thresholds()
-        counts, extrema = cy.new_final_partials(G, P)
-        blocks = cy.new_block_sums(G, self.chunk // cy.SUM_BLOCK)
-        sums = np.zeros(G)
-        ox_cuts = np.asarray(cuts.ox.values, np.float64)
-        unknown = 0
         with progress(pair.n, "deviations") as bar:
             for start, stop in photon_chunks(pair.n, self.chunk):
-                if want_records:
-                    unknown += cy.record_deviations(records, index, thresholds, a.rx, b.rx, sa, sb, start, stop)
-                if want_ox:
-                    unknown += cy.final_deviations(counts, extrema, *blocks, index, ox_cuts, a.ox, b.ox,
-                                                   sa, sb, start, stop)
-                    cy.add_block_sums(sums, *blocks)
+                acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
                 bar.update(stop - start)
-        if unknown:
-            raise RuntimeError(f"{unknown} aligned photons have a history outside the {G} groups given")
-        out = {}
-        if want_records:
-            merged = cy.merge_record_partials(records)
-            for k, table in enumerate(RECORD_TABLES):
-                if table not in tables:
-                    continue
-                f = 1 + 7 * k
-                out[table] = DeviationAggregate(
-                    table, np.asarray(groups, np.uint64), merged[:, 0], merged[:, f:f + 3],
-                    np.zeros(G, np.int64), merged[:, f + 3], merged[:, f + 4], merged[:, f + 5],
-                    merged[:, f + 6], cuts[table])
-        if want_ox:
-            c, e = cy.merge_final_partials(counts, extrema)
-            out["ox"] = DeviationAggregate("ox", np.asarray(groups, np.uint64), c[:, 0], c[:, 2:5], c[:, 1],
-                                           e[:, 0], e[:, 1], sums, c[:, 5], cuts.ox)
-        return out
+        return aggregates_from_result(acc.result(), groups, cuts, tables)
+
+
+def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
+    """The tables' aggregates from a merged DeviationAccumulator result."""
+    G = len(groups)
+    codes = np.asarray(groups, np.uint64)
+    out = {}
+    for k, table in enumerate(RECORD_TABLES):
+        if table in tables:
+            rec = result["records"]
+            f = 1 + 7 * k  # field layout of cyext's record rows
+            out[table] = DeviationAggregate(table, codes, rec[:, 0], rec[:, f:f + 3], np.zeros(G, np.int64),
+                                            rec[:, f + 3], rec[:, f + 4], rec[:, f + 5], rec[:, f + 6], cuts[table])
+    if "ox" in tables:
+        c, e = result["final_counts"], result["final_extrema"]
+        out["ox"] = DeviationAggregate("ox", codes, c[:, 0], c[:, 2:5], c[:, 1], e[:, 0], e[:, 1], result["sums"],
+                                       c[:, 5], cuts.ox)
+    return out

@@ -1,0 +1,252 @@
+# ------------------------------------------------------------------ the deviation pass
+# ONE pass over the aligned photons of both events for all four deviation tables:
+# each photon's history is looked up once, its step records give the rpost, rtime and
+# rpol deviations, its final values the ox deviation.
+#
+# Threads take whole blocks of SUM_BLOCK photons (dynamic schedule) and accumulate
+# into their own partial tables. The ox float sums are made reproducible by fixing
+# their association: photons are summed in index order within a block (absolute
+# index of the sliced event), and the block partials are added in block order. So the
+# tables are identical for every thread count and every chunking on block boundaries.
+
+#: photons per summation block; ``add`` ranges must start on a multiple of it
+SUM_BLOCK = 1 << 16
+cdef Py_ssize_t _SUM_BLOCK = 1 << 16
+
+
+cdef struct _Inputs:
+    const char* sa
+    Py_ssize_t sas
+    const char* sb
+    Py_ssize_t sbs
+    const char* ra
+    Py_ssize_t ras
+    const char* rb
+    Py_ssize_t rbs
+    int maxrec
+    const char* oa
+    Py_ssize_t oas
+    const char* ob
+    Py_ssize_t obs
+    const uint64_t* slot_code
+    const int32_t* slot_entry
+    uint64_t mask
+    const int64_t* thr
+    const double* cut
+    bint records
+    bint finals
+
+
+cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
+                           int64_t* rec, int64_t* fin, double* ext, int32_t* pos,
+                           int32_t* blk_group, double* blk_sum, int64_t* blk_n,
+                           int64_t* unknown) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint64_t ca, last = 0
+    cdef int32_t g, last_g = -1, q, nq = 0
+    cdef int32_t d3[3]
+    cdef double d
+    for i in range(s, e):
+        ca = _seq_at(x.sa, x.sas, i)
+        if ca != _seq_at(x.sb, x.sbs, i):
+            continue
+        if last_g >= 0 and ca == last:  # histories repeat a lot: remember the last lookup
+            g = last_g
+        else:
+            g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+            last, last_g = ca, g
+        if g < 0:
+            unknown[0] += 1
+            continue
+        if x.records:
+            _record_deviation(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
+                              x.maxrec, d3)
+            _record_update(rec + <Py_ssize_t>g * REC_FIELDS, d3, x.thr, i)
+        if x.finals:
+            d = _final_deviation(<const float*>(x.oa + i * x.oas), <const float*>(x.ob + i * x.obs))
+            if _final_update(fin + <Py_ssize_t>g * FIN_FIELDS, ext + <Py_ssize_t>g * FIN_EXTREMA, d, x.cut, i):
+                q = pos[g]
+                if q < 0:  # first photon of this group in the block
+                    q = nq
+                    nq += 1
+                    pos[g] = q
+                    blk_group[q] = g
+                    blk_sum[q] = 0.0
+                blk_sum[q] += d
+    for q in range(nq):
+        pos[blk_group[q]] = -1
+    blk_n[0] = nq
+
+
+cdef class DeviationAccumulator:
+    """Per-history aggregates of the rpost, rtime, rpol (``records``) and ox (``finals``)
+    tables over the aligned photons of photon ranges given to :meth:`add`.
+
+    index       GroupIndex of the histories to aggregate (group g = row g)
+    thresholds  (3, 3) int64: photon beyond cut j of record table k when d >= thresholds[k, j]
+    cuts        (3,) float64: photon beyond ox cut j when d > cuts[j]
+    keep_blocks False: add ox block sums to the totals at once, so ``add`` must be called
+                in increasing photon order. True: keep them (``blocks``) for a later
+                :func:`merge_block_sums`, so ranges may come in any order or from
+                several accumulators (distributed runs).
+    """
+    cdef readonly GroupIndex index
+    cdef readonly int n_threads
+    cdef readonly bint records, finals, keep_blocks
+    cdef readonly object record_partials, final_counts, final_extrema, sums
+    cdef readonly list blocks
+    cdef object thresholds, cuts, pos, unknown
+    cdef object blk_group, blk_sum, blk_n
+    cdef Py_ssize_t next_start
+
+    def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, bint records=True,
+                 bint finals=True, bint keep_blocks=False):
+        cdef Py_ssize_t G = len(index)
+        self.index = index
+        self.n_threads = effective_threads(n_threads)
+        self.records, self.finals, self.keep_blocks = records, finals, keep_blocks
+        self.thresholds = np.ascontiguousarray(thresholds, dtype=np.int64)
+        self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
+        if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
+            raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
+        self.record_partials = new_record_partials(G if records else 0, self.n_threads)
+        self.final_counts, self.final_extrema = new_final_partials(G if finals else 0, self.n_threads)
+        self.sums = np.zeros(G if finals else 0)
+        self.blocks = []
+        self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
+        self.unknown = np.zeros(self.n_threads, dtype=np.int64)
+        self.blk_group = self.blk_sum = self.blk_n = None
+        self.next_start = 0
+
+    cdef _block_scratch(self, Py_ssize_t nblocks):
+        cdef Py_ssize_t cap = max(1, min(_SUM_BLOCK, len(self.index)))
+        if self.blk_n is None or self.blk_n.shape[0] < nblocks:
+            self.blk_group = np.zeros((nblocks, cap), dtype=np.int32)
+            self.blk_sum = np.zeros((nblocks, cap), dtype=np.float64)
+            self.blk_n = np.zeros(nblocks, dtype=np.int64)
+        self.blk_n[:] = 0
+
+    def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
+            Py_ssize_t start, Py_ssize_t stop):
+        """Aggregate the aligned photons of ``[start, stop)``; ``start`` a multiple of
+        SUM_BLOCK. rx_a/rx_b (N, maxrec, 2, 4) int16 and ox_a/ox_b (N, 4, 4) float32,
+        each photon's values contiguous; the ones a disabled table needs may be None."""
+        cdef Py_ssize_t n = seq_a.shape[0]
+        cdef _Inputs x
+        cdef const int16_t[:, :, :, :] rxa
+        cdef const int16_t[:, :, :, :] rxb
+        cdef const float[:, :, :] oxa
+        cdef const float[:, :, :] oxb
+        if seq_b.shape[0] != n:
+            raise ValueError(f"seq_b has {seq_b.shape[0]} photons, seq_a has {n}")
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"photon range [{start}, {stop}) outside 0..{n}")
+        if start % _SUM_BLOCK:
+            raise ValueError(f"start {start} is not a multiple of SUM_BLOCK ({_SUM_BLOCK})")
+        if not self.keep_blocks and start < self.next_start:
+            raise ValueError(f"ranges must come in increasing order (start {start} < {self.next_start}); "
+                             "use keep_blocks=True for any order")
+        if stop == start:
+            return
+        x.records, x.finals = self.records, self.finals
+        x.sa, x.sas = <const char*>&seq_a[0], seq_a.strides[0]
+        x.sb, x.sbs = <const char*>&seq_b[0], seq_b.strides[0]
+        if self.records:
+            rxa, rxb = rx_a, rx_b
+            _check_records(rxa, rxb, seq_a, seq_b)
+            x.ra, x.ras, x.rb, x.rbs = <const char*>&rxa[0, 0, 0, 0], rxa.strides[0], \
+                <const char*>&rxb[0, 0, 0, 0], rxb.strides[0]
+            x.maxrec = rxa.shape[1]
+        if self.finals:
+            oxa, oxb = ox_a, ox_b
+            _check_finals(oxa, "ox_a", n)
+            _check_finals(oxb, "ox_b", n)
+            x.oa, x.oas, x.ob, x.obs = <const char*>&oxa[0, 0, 0], oxa.strides[0], \
+                <const char*>&oxb[0, 0, 0], oxb.strides[0]
+        cdef GroupIndex index = self.index
+        x.slot_code, x.slot_entry, x.mask = &index.slot_code[0], &index.slot_entry[0], index.mask
+        cdef const int64_t[:, ::1] thr = self.thresholds
+        cdef const double[::1] cut = self.cuts
+        x.thr, x.cut = &thr[0, 0], &cut[0]
+
+        cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
+        self._block_scratch(nblocks)
+        cdef int64_t[:, :, ::1] rec = self.record_partials
+        cdef int64_t[:, :, ::1] fin = self.final_counts
+        cdef double[:, :, ::1] ext = self.final_extrema
+        cdef int32_t[:, ::1] pos = self.pos
+        cdef int32_t[:, ::1] bg = self.blk_group
+        cdef double[:, ::1] bsum = self.blk_sum
+        cdef int64_t[::1] bn = self.blk_n
+        cdef int64_t[::1] unk = self.unknown
+        # partial tables of a disabled kind have no rows: hand the kernel a dummy pointer
+        cdef int64_t dummy_i = 0
+        cdef double dummy_d = 0
+        cdef int64_t* rec_p
+        cdef int64_t* fin_p
+        cdef double* ext_p
+        cdef Py_ssize_t b, bs, q
+        cdef int t
+        with nogil:
+            for b in prange(nblocks, schedule="dynamic", num_threads=self.n_threads):
+                t = cyext_thread_id()
+                bs = start + b * _SUM_BLOCK
+                rec_p = &rec[t, 0, 0] if rec.shape[1] else &dummy_i
+                fin_p = &fin[t, 0, 0] if fin.shape[1] else &dummy_i
+                ext_p = &ext[t, 0, 0] if ext.shape[1] else &dummy_d
+                _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec_p, fin_p, ext_p, &pos[t, 0],
+                                 &bg[b, 0], &bsum[b, 0], &bn[b], &unk[t])
+        if self.unknown.any():
+            missing = int(self.unknown.sum())
+            self.unknown[:] = 0
+            raise ValueError(f"{missing} aligned photons have a history that is not in the index")
+        if self.finals:
+            if self.keep_blocks:
+                for b in range(nblocks):
+                    self.blocks.append((start // _SUM_BLOCK + b, self.blk_group[b, :bn[b]].copy(),
+                                        self.blk_sum[b, :bn[b]].copy()))
+            else:
+                _add_block_sums(self.sums, bg, bsum, bn, nblocks)
+        self.next_start = stop
+
+    def result(self):
+        """Merged aggregates: dict with ``records`` (G, RECORD_FIELDS) int64, ``final_counts``
+        (G, FINAL_FIELDS) int64, ``final_extrema`` (G, 2) float64 and ``sums`` (G,) float64
+        (with keep_blocks, ``blocks``: (block, groups, partial sums) for merge_block_sums)."""
+        out = {}
+        if self.records:
+            out["records"] = merge_record_partials(self.record_partials)
+        if self.finals:
+            out["final_counts"], out["final_extrema"] = merge_final_partials(self.final_counts, self.final_extrema)
+            if self.keep_blocks:
+                out["blocks"] = list(self.blocks)
+            else:
+                out["sums"] = self.sums.copy()
+        return out
+
+
+cdef void _add_block_sums(double[::1] sums, int32_t[:, ::1] bg, double[:, ::1] bsum, int64_t[::1] bn,
+                          Py_ssize_t nblocks) noexcept:
+    cdef Py_ssize_t b, q
+    for b in range(nblocks):  # block order: the fixed association
+        for q in range(bn[b]):
+            sums[bg[b, q]] += bsum[b, q]
+
+
+def merge_block_sums(Py_ssize_t n_groups, blocks):
+    """Totals (n_groups,) float64 from kept block partials ``(block, groups, sums)`` of any
+    number of accumulators, added in block order: the same bits as one in-order pass."""
+    sums = np.zeros(n_groups)
+    cdef double[::1] s = sums
+    cdef const int32_t[::1] g
+    cdef const double[::1] v
+    cdef Py_ssize_t q
+    seen = set()
+    for block, groups, values in sorted(blocks, key=lambda item: item[0]):
+        if block in seen:
+            raise ValueError(f"block {block} given twice")
+        seen.add(block)
+        g, v = groups, values
+        for q in range(g.shape[0]):
+            s[g[q]] += v[q]
+    return sums

@@ -1,0 +1,72 @@
+"""A run of events: combined tables equal the tables of the concatenated events."""
+import numpy as np
+import pytest
+
+from conftest import FDOM, random_pair, write_event
+from photonab import EventPair, InputError, compare
+from photonab.cli import main
+from photonab.runs import compare_run, parse_tags
+
+
+def _concatenate(tmp_path, dirs):
+    """One event holding the photons of several, in order."""
+    out = []
+    for side in (0, 1):
+        arrays = {name: np.concatenate([np.load(d[side] / f"{name}.npy") for d in dirs]) for name in ("ox", "rx", "ph")}
+        out.append(write_event(tmp_path / "cat" / str(side), **arrays))
+    return out
+
+
+def test_combined_tables_equal_one_big_event(tmp_path):
+    dirs = [random_pair(tmp_path / f"e{k}", 3000 + 500 * k, seed=k, nan=1, spread=4) for k in range(3)]
+    run = compare_run(dirs)
+    big = compare(EventPair.open(*_concatenate(tmp_path, dirs)))
+    assert np.array_equal(run.history.codes, big.history.codes)
+    assert np.array_equal(run.history.a, big.history.a)
+    for t in ("rpost", "rtime", "rpol"):
+        r, b = run.tables[t], big.tables[t]
+        for name in ("codes", "nitem", "ndisc", "nnan", "mx", "mn"):
+            assert np.array_equal(getattr(r, name), getattr(b, name), equal_nan=True), (t, name)
+        assert np.allclose(r.avg, b.avg)
+        assert r.level == b.level
+    # the worst photon of a combined row, mapped back to the big event, is the big event's worst
+    offsets = np.cumsum([0, 3000, 3500])
+    t = run.tables["rpost"]
+    mapped = offsets[t.worst_event] + t.argmax
+    assert np.array_equal(np.sort(mapped), np.sort(big.tables["rpost"].argmax))
+    assert run.rc == big.rc
+    assert len(run.events) == 3 and "run of 3 events" in run.render()
+    assert run.to_dict()["deviations"]["rpost"]["rows"][0]["worst_event"] in (0, 1, 2)
+
+
+def test_parse_tags():
+    assert parse_tags("1-3,7") == ["1", "2", "3", "7"]
+    for bad in ("x", "3-1", ""):
+        with pytest.raises(InputError, match="--tags"):
+            parse_tags(bad)
+
+
+def test_run_domains_must_agree(tmp_path):
+    d1 = random_pair(tmp_path / "e1", 100)
+    d2 = random_pair(tmp_path / "e2", 100)
+    fdom = FDOM.copy()
+    fdom[0, 0, 3] = 900
+    for d in d2:
+        np.save(d / "fdom.npy", fdom)
+    with pytest.raises(InputError, match="domains differ from the run's first event"):
+        compare_run([d1, d2])
+
+
+def test_run_cli_by_tags(tmp_path, capsys):
+    root = tmp_path / "base" / "p" / "evt" / "box" / "torch"
+    for tag in (1, 2):
+        a, b = random_pair(tmp_path / f"t{tag}", 400, seed=tag)
+        (root / str(tag)).parent.mkdir(parents=True, exist_ok=True)
+        a.rename(root / str(tag))
+        b.rename(root / f"-{tag}")
+    rc = main(["run", "--base", str(tmp_path / "base"), "--pfx", "p", "--tags", "1-2", "--no-progress",
+               "--json", str(tmp_path / "run.json")])
+    out = capsys.readouterr().out
+    assert "run of 2 events, 800 photons" in out and "combined history table" in out
+    assert rc in range(16)
+    assert main(["run", "A_ONLY", "--no-progress"]) == 64
