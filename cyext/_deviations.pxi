@@ -148,6 +148,7 @@ cdef class DeviationAccumulator:
                              "use keep_blocks=True for any order")
         if stop == start:
             return
+        memset(&x, 0, sizeof(x))
         x.records, x.finals = self.records, self.finals
         x.sa, x.sas = <const char*>&seq_a[0], seq_a.strides[0]
         x.sb, x.sbs = <const char*>&seq_b[0], seq_b.strides[0]

@@ -40,3 +40,24 @@ def test_openmp_build_says_which(cyext):
 def test_sum_block_matches_reference(cyext):
     from photonab.engines import reference
     assert cyext.SUM_BLOCK == reference.SUM_BLOCK
+
+
+def test_builds_and_runs_without_openmp(tmp_path):
+    """CYEXT_OPENMP=0 builds a serial cyext that says so and gives the same tables."""
+    import os
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "cyext", src / "cyext", ignore=shutil.ignore_patterns("*.c", "*.so"))
+    shutil.copy(REPO / "setup.py", src / "setup.py")
+    (src / "README.md").write_text("")
+    env = dict(os.environ, CYEXT_OPENMP="0")
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", str(tmp_path / "lib"),
+                            "--build-temp", str(tmp_path / "tmp")], cwd=src, env=env, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    script = ("import cyext, numpy as np; assert not cyext.openmp_enabled(); assert cyext.effective_threads(4) == 1; "
+              "c = cyext.HistoryCounter(); s = np.arange(1000, dtype=np.uint64) % 7; c.add(s, s, 0, 1000, 4); "
+              "print(sorted(c.result()[1][:, 0].tolist()))")
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path / "lib")))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(sorted([143] * 6 + [142]))

@@ -15,7 +15,9 @@ Event A and event B are "the same photons simulated independently": both consume
 same random numbers, except for a fraction ``misaligned`` of photons for which B
 re-draws its propagation numbers (until the history differs from A). B also carries
 float noise of at most a tenth of a compression bin on its recorded positions and
-times, and the deliberate faults asked for (:func:`parse_fault`).
+times (so a few % of stored values differ by one count, never by two), and the
+deliberate faults asked for (:func:`parse_fault`). Its polarizations get no noise:
+one polarization count already exceeds the rpol warning cut of section 5.
 
 Random numbers are drawn per photon from counter-positioned streams, so the output
 depends on (seed, arguments) but not on ``chunk``.
@@ -127,9 +129,10 @@ def parse_fault(spec) -> Fault:
         raise InputError(f"fault {spec!r}: {value.strip()!r} is not a number") from None
     if not math.isfinite(shift):
         raise InputError(f"fault {spec!r}: shift must be finite")
-    code = seqhis.code(label)  # raises InputError naming an unknown step
-    if code == 0:
-        raise InputError(f"fault {spec!r}: empty history label")
+    try:
+        code = seqhis.code(label)
+    except InputError as exc:  # unknown step or too long: say which fault
+        raise InputError(f"fault {spec!r}: {exc}") from None
     return Fault(seqhis.label(code), code, kind, shift)
 
 
@@ -171,7 +174,8 @@ def _unit16(w: np.ndarray) -> np.ndarray:
 
 def _remix(words: np.ndarray, attempt) -> np.ndarray:
     """Fresh-looking words from old ones: key by attempt, then a 32-bit avalanche mixer."""
-    x = words ^ ((np.asarray(attempt, np.uint64) * np.uint64(0x9E3779B9)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    key = (np.asarray(attempt, np.uint64) * np.uint64(0x9E3779B9)) & np.uint64(0xFFFFFFFF)
+    x = words ^ key.astype(np.uint32)
     x ^= x >> np.uint32(16)
     x *= np.uint32(0x7FEB352D)
     x ^= x >> np.uint32(15)
@@ -250,7 +254,8 @@ _FACE = np.array([BOX_HALF, CUBE_HALF, -CUBE_HALF], np.float32)
 class Slot:
     """One record slot of the photons that reached it, compact (only those photons).
 
-    The arrays are shared, never modified in place: B reuses A's where it can.
+    B's slots share A's arrays where they agree, so arrays are modified in place only
+    where they are known to be B's own (see _apply_faults).
     """
 
     ids: np.ndarray  # (m,) photon index in the block
@@ -294,7 +299,7 @@ class Tracks:
         return len(self.nstep)
 
     def take(self, sel) -> "Tracks":
-        """The photons ``sel`` (sorted indices), renumbered 0..len(sel)-1."""
+        """The photons ``sel`` (distinct indices), renumbered 0..len(sel)-1 in that order."""
         new_id = np.full(self.n, -1, np.intp)
         new_id[sel] = np.arange(len(sel))
         slots = []
@@ -497,11 +502,11 @@ def propagate(words: np.ndarray) -> Tracks:
         alive = scattered | (geometric & (case != 0))
         finish(r, np.flatnonzero(~alive))
         live = np.flatnonzero(alive)
-        ids, t, inside, seq, mat, flags = ids[live], t[live], inside[live], seq[live], mat[live], flags[live]
+        ids, t, inside, bnd = ids[live], t[live], inside[live], bnd[live]
+        seq, mat, flags = seq[live], mat[live], flags[live]
         pos, d, pol = pos.take(live, axis=1), d.take(live, axis=1), pol.take(live, axis=1)
         if ids.size == 0:
             break
-    bnd = bnd[live] if maxrec > 1 else bnd
     finish(r, np.arange(ids.size))  # truncated after maxrec - 1 steps
     empty = Slot(ids[:0], pos[:, :0], t[:0], pol[:, :0], np.zeros(0, np.uint32))
     slots += [empty] * (maxrec - len(slots))
@@ -702,26 +707,6 @@ def _create_event(path: Path, n: int, maxrec: int, dom: _Domains) -> None:
                                   shape=shape).flush()
 
 
-def _open_maps(path: Path) -> dict:
-    return {name: np.load(path / f"{name}.npy", mmap_mode="r+") for name in ("ox", "rx", "ph")}
-
-
-def _write(maps: dict, lo: int, tr: Tracks, dom: _Domains, nan_rows=()) -> list:
-    """Write one block of one event; returns its (codes, counts) of seqhis and seqmat.
-
-    Blocks are disjoint, so several processes write one file at once. ``nan_rows``
-    get NaN as final time in ox.
-    """
-    hi = lo + tr.n
-    ox = maps["ox"][lo:hi]
-    final_photons(tr, lo, ox)
-    ox[nan_rows, 0, 3] = np.nan
-    compress(tr, dom, maps["rx"][lo:hi])  # new file: unfilled slots already read zero
-    ph = maps["ph"][lo:hi, 0]
-    ph[:, 0], ph[:, 1] = tr.seqhis, tr.seqmat
-    return [np.unique(codes, return_counts=True) for codes in (tr.seqhis, tr.seqmat)]
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What a (possibly separate) worker process needs to simulate and write a block."""
@@ -732,25 +717,54 @@ class _Plan:
     maxrec: int
     misaligned: float
     faults: tuple
+    block: int  # photons per block at most
 
 
-_PROCESS_MAPS: dict = {}  # in a worker process: event folder -> its open memory maps
+class _Output:
+    """Both events' per-photon files, memory-mapped for writing, and a record buffer.
+
+    Records are built in the buffer and copied into the file in one go: scattering
+    them straight into the map costs a page fault per touched page.
+    """
+
+    def __init__(self, plan: _Plan):
+        self.maps = [{name: np.load(path / f"{name}.npy", mmap_mode="r+") for name in ("ox", "rx", "ph")}
+                     for path in (plan.a_dir, plan.b_dir)]
+        self.records = np.empty((plan.block, plan.maxrec, 2, 4), np.int16)
+
+    def write(self, event: int, lo: int, tr: Tracks, dom: _Domains, nan_rows=()) -> list:
+        """Write one block of event 0 (A) or 1 (B); returns (codes, counts) of seqhis, seqmat.
+
+        Blocks are disjoint, so several processes write one file at once. ``nan_rows``
+        get NaN as final time in ox.
+        """
+        maps, hi = self.maps[event], lo + tr.n
+        ox = maps["ox"][lo:hi]
+        final_photons(tr, lo, ox)
+        ox[nan_rows, 0, 3] = np.nan
+        records = self.records[:tr.n]
+        records.fill(0)
+        compress(tr, dom, records)
+        maps["rx"][lo:hi] = records
+        ph = maps["ph"][lo:hi, 0]
+        ph[:, 0], ph[:, 1] = tr.seqhis, tr.seqmat
+        return [np.unique(codes, return_counts=True) for codes in (tr.seqhis, tr.seqmat)]
 
 
-def _simulate_block(plan: _Plan, lo: int, hi: int, nan_rows, maps=None) -> tuple:
+_PROCESS_OUTPUT: dict = {}  # in a worker process: plan -> its _Output
+
+
+def _simulate_block(plan: _Plan, lo: int, hi: int, nan_rows, output: _Output = None) -> tuple:
     """Photons lo..hi of A and B: propagate, derive B, write both; returns the counts."""
-    if maps is None:
-        for path in (plan.a_dir, plan.b_dir):
-            if path not in _PROCESS_MAPS:
-                _PROCESS_MAPS[path] = _open_maps(path)
-        maps = _PROCESS_MAPS[plan.a_dir], _PROCESS_MAPS[plan.b_dir]
+    if output is None:
+        output = _PROCESS_OUTPUT.get(plan) or _PROCESS_OUTPUT.setdefault(plan, _Output(plan))
     dom = _Domains.make(plan.maxrec)
     words = _physics_words(plan.seed, lo, hi - lo, plan.maxrec)
     a = propagate(words)
     mis = _unit24(words[:, 0, 1]) < np.float32(plan.misaligned)
     b = _with_noise(_event_b(words, a, mis), _noise_codes(plan.seed, lo, hi - lo, plan.maxrec), dom)
-    _apply_faults(b, a, plan.faults)  # after B's ox values are taken: faults are record-only
-    return _write(maps[0], lo, a, dom), _write(maps[1], lo, b, dom, nan_rows)
+    _apply_faults(b, a, plan.faults)  # records only: B's final photon (ox) keeps its values
+    return output.write(0, lo, a, dom), output.write(1, lo, b, dom, nan_rows)
 
 
 def _rank_lookup(counts: Counter, top: int = 32):
@@ -807,8 +821,8 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
     ``misaligned`` is the fraction of photons whose random numbers B re-draws (until its
     history differs from A's); ``faults`` are specs for :func:`parse_fault` (or Faults);
     ``nan`` photons, chosen by the seed, get NaN as B's final time ox[:, 0, 3].
-    Photons are simulated in blocks of ``min(chunk, 65536)``, on all cores for big runs;
-    the output depends only on the other arguments.
+    Photons are simulated in blocks of ``min(chunk, 65536)`` (on all cores for big runs)
+    and indexed in chunks of ``chunk``; the output depends only on the other arguments.
     """
     photons = _check_int("photons", photons, 1)
     seed = _check_int("seed", seed, 0)
@@ -830,7 +844,8 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
                              f"{maxrec}, so no photon can have it")
 
     root = Path(out) / "evt" / "box" / "torch"
-    plan = _Plan(root / "1", root / "-1", seed, maxrec, misaligned, faults)
+    size = min(chunk, _MAX_BLOCK)
+    plan = _Plan(root / "1", root / "-1", seed, maxrec, misaligned, faults, size)
     dom = _Domains.make(maxrec)
     try:
         for path in (plan.a_dir, plan.b_dir):
@@ -839,9 +854,9 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
         raise InputError(f"{out}: cannot write the event folders ({exc})") from None
     nan_ids = np.sort(np.random.default_rng([seed, 2]).choice(photons, size=nan, replace=False))
 
-    size = min(chunk, _MAX_BLOCK)
     blocks = [(lo, min(lo + size, photons)) for lo in range(0, photons, size)]
-    jobs = [(plan, lo, hi, nan_ids[(nan_ids >= lo) & (nan_ids < hi)] - lo) for lo, hi in blocks]
+    cuts = np.searchsorted(nan_ids, [lo for lo, _ in blocks] + [photons])
+    jobs = [(plan, lo, hi, nan_ids[cuts[i]:cuts[i + 1]] - lo) for i, (lo, hi) in enumerate(blocks)]
     counts = [(Counter(), Counter()), (Counter(), Counter())]  # per event: seqhis, seqmat
 
     def add(result, n_done):
@@ -864,10 +879,10 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
         with tqdm(total=photons, unit="photon", unit_scale=True, desc="synthesize A/B",
                   disable=not progress) as bar:
             if pool is None:
-                maps = (_open_maps(plan.a_dir), _open_maps(plan.b_dir))
+                output = _Output(plan)
                 for job in jobs:
-                    add(_simulate_block(*job, maps=maps), job[2] - job[1])
-                del maps
+                    add(_simulate_block(*job, output=output), job[2] - job[1])
+                del output
             else:
                 pending = deque()
                 for job in jobs:

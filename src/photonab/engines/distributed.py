@@ -1,0 +1,433 @@
+"""The ``dask`` engine: the cyext range kernels as tasks on a dask cluster.
+
+Photons are cut into chunks on SUM_BLOCK boundaries, one task per chunk. A task gets
+only the event folders, the ``--msli`` slice and its photon range; the worker opens the
+files itself (memory-mapped, kept open for the worker's next tasks), so no photon array
+goes through the scheduler. The partial tables come back through a tree of merge tasks,
+combined the same way the cython engine combines its threads' partials, and the ox sums
+are added in block order at the end, so the tables are bit-identical to the cython
+engine's for any chunking and any number of workers.
+
+The task functions (:func:`count_histories`, :func:`deviate` and the merges) are plain
+module-level functions of (a_path, b_path, msli, start, stop, ...), so runs over many
+events can submit them too. See ``docs/distributed.md`` for running it on a cluster.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import threading
+import time
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+
+from ..cuts import RECORD_TABLES, TABLES, Cuts
+from ..errors import InputError
+from ..events import EventPair
+from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
+from .compiled import aggregates_from_result, import_cyext
+
+#: partial tables merged per merge task (a tree of depth log_FAN_IN(chunks))
+FAN_IN = 4
+#: opened event pairs a worker keeps memory-mapped for its next tasks
+PAIR_CACHE_SIZE = 8
+
+
+# ---------------------------------------------------------------- worker side
+
+_pairs: OrderedDict = OrderedDict()
+_pairs_lock = threading.Lock()
+
+
+def _where() -> str:
+    """The worker running this task, for error messages."""
+    try:
+        from distributed import get_worker
+        return f"dask worker {get_worker().address} on {socket.gethostname()}"
+    except (ImportError, ValueError):  # called outside a worker
+        return f"process {os.getpid()} on {socket.gethostname()}"
+
+
+def _folder_stamp(path: str):
+    """Identity of a folder's .npy files, to notice files replaced or removed since they were opened."""
+    try:
+        return tuple(sorted((e.name, e.inode(), e.stat().st_size, e.stat().st_mtime_ns)
+                            for e in os.scandir(path) if e.name.endswith(".npy")))
+    except OSError:
+        return None
+
+
+def open_pair(a_path: str, b_path: str, msli) -> EventPair:
+    """The event pair, opened once per worker process and reused while its files are unchanged."""
+    key = (a_path, b_path, (msli.start, msli.stop, msli.step))
+    stamp = (_folder_stamp(a_path), _folder_stamp(b_path))
+    with _pairs_lock:
+        hit = _pairs.get(key)
+        if hit is not None and hit[0] == stamp and None not in stamp:
+            _pairs.move_to_end(key)
+            return hit[1]
+        _pairs.pop(key, None)
+        pair = EventPair.open(a_path, b_path, msli)  # InputError naming the file when it is bad
+        _pairs[key] = (stamp, pair)
+        while len(_pairs) > PAIR_CACHE_SIZE:
+            _pairs.popitem(last=False)
+        return pair
+
+
+def _mapping_of(arr):
+    """The mmap behind a memory-mapped array (or a view of one), None for in-memory arrays."""
+    while arr is not None and not isinstance(arr, mmap.mmap):
+        arr = getattr(arr, "base", None)
+    return arr
+
+
+def release_pages(arrays, start: int, stop: int) -> None:
+    """Drop photons [start, stop) of memory-mapped arrays from this process's resident set.
+
+    The pages stay in the page cache, but no longer count in the worker's RSS, which
+    dask's nanny compares with the worker's memory limit: without this, a worker that
+    has streamed more of an event than its limit gets restarted although it holds
+    nothing.
+    """
+    for arr in arrays:
+        mm = _mapping_of(arr)
+        if mm is None or stop <= start:
+            continue
+        origin = np.frombuffer(mm, np.uint8).ctypes.data
+        row = arr.strides[0]  # > 0: --msli steps are positive
+        lo = arr.ctypes.data - origin + start * row
+        hi = min(len(mm), arr.ctypes.data - origin + (stop - 1) * row + arr[0].nbytes)
+        lo -= lo % mmap.PAGESIZE
+        if hi > lo:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, work):
+    """Open the pair on this worker, check it is the event the client saw, run ``work``
+    on it; every failure names the worker (and, from photonab, the file)."""
+    try:
+        if before_task is not None:
+            before_task(kind, start, stop)
+        pair = open_pair(a_path, b_path, msli)
+        if n_photons is not None and pair.n != n_photons:
+            raise InputError(f"{a_path}: {pair.n} photons here but {n_photons} on the client; "
+                             "the workers must see the same event files as the client")
+        try:
+            return work(pair)
+        finally:
+            release_pages([pair.a.ox, pair.a.rx, pair.a.ph, pair.b.ox, pair.b.rx, pair.b.ph], start, stop)
+    except InputError as exc:
+        raise InputError(f"{_where()}: {exc}") from None
+    except Exception as exc:
+        raise RuntimeError(f"{_where()}: {kind} of photons [{start}, {stop}) of {a_path} and {b_path} "
+                           f"failed: {type(exc).__name__}: {exc}") from exc
+
+
+def count_histories(a_path: str, b_path: str, msli, start: int, stop: int, *, n_photons=None,
+                    n_threads=None, before_task=None) -> dict:
+    """Task: history counts of photons [start, stop) as a partial table."""
+    cy = import_cyext()
+
+    def work(pair):
+        counter = cy.HistoryCounter()
+        counter.add(pair.a.seqhis, pair.b.seqhis, start, stop, n_threads)
+        codes, counts = counter.result()
+        return {"ranges": [(start, stop)], "codes": codes, "counts": counts}
+
+    return _run_chunk("histories", a_path, b_path, msli, start, stop, n_photons, before_task, work)
+
+
+def deviate(a_path: str, b_path: str, msli, start: int, stop: int, groups: np.ndarray, thresholds: np.ndarray,
+            ox_cuts: np.ndarray, *, records: bool = True, finals: bool = True, n_photons=None, n_threads=None,
+            before_task=None) -> dict:
+    """Task: deviation aggregates of photons [start, stop) as a partial table, with the ox
+    block sums kept for :func:`finish_deviations`."""
+    cy = import_cyext()
+
+    def work(pair):
+        acc = cy.DeviationAccumulator(cy.GroupIndex(groups), thresholds, ox_cuts, n_threads,
+                                      records=records, finals=finals, keep_blocks=True)
+        a, b = pair.a, pair.b
+        acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
+        return {"ranges": [(start, stop)], **acc.result()}
+
+    return _run_chunk("deviations", a_path, b_path, msli, start, stop, n_photons, before_task, work)
+
+
+def merge_histories(*parts: dict) -> dict:
+    """Task: one partial history table from several."""
+    counter = import_cyext().HistoryCounter()
+    for part in parts:
+        counter.add_counts(part["codes"], part["counts"])
+    codes, counts = counter.result()
+    return {"ranges": [r for p in parts for r in p["ranges"]], "codes": codes, "counts": counts}
+
+
+def merge_deviations(*parts: dict) -> dict:
+    """Task: one partial deviation table from several (same groups); block sums are only
+    collected, their order-fixed addition waits for :func:`finish_deviations`."""
+    cy = import_cyext()
+    out = {"ranges": [r for p in parts for r in p["ranges"]]}
+    if "records" in parts[0]:
+        out["records"] = cy.merge_record_partials(np.stack([p["records"] for p in parts]))
+    if "final_counts" in parts[0]:
+        out["final_counts"], out["final_extrema"] = cy.merge_final_partials(
+            np.stack([p["final_counts"] for p in parts]), np.stack([p["final_extrema"] for p in parts]))
+        out["blocks"] = [blk for p in parts for blk in p["blocks"]]
+    return out
+
+
+def finish_deviations(merged: dict, n_groups: int) -> dict:
+    """Task: the ox sums from the kept block partials, added in block order."""
+    out = dict(merged)
+    if "blocks" in out:
+        out["sums"] = import_cyext().merge_block_sums(n_groups, out.pop("blocks"))
+    return out
+
+
+def _identity(x):
+    return x
+
+
+def check_ranges(ranges, n: int, what: str) -> None:
+    """A merged table must cover photons 0..n exactly once: anything else would be a wrong table."""
+    covered = sorted(ranges)
+    expected = 0
+    for start, stop in covered:
+        if start != expected:
+            break
+        expected = stop
+    else:
+        if expected == n or (n == 0 and covered == [(0, 0)]):
+            return
+    raise RuntimeError(f"{what}: the merged partial tables cover photon ranges {covered[:8]}"
+                       f"{' ...' if len(covered) > 8 else ''}, not 0..{n} exactly once; refusing a wrong table")
+
+
+# ---------------------------------------------------------------- client side
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the local cluster's default size)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _shutdown(client, cluster):
+    for thing in (client, cluster):
+        if thing is not None:
+            try:
+                thing.close()
+            except Exception:  # closing at exit or after a failure: nothing left to do
+                pass
+
+
+class DaskEngine:
+    """The cyext kernels on a dask cluster, bit-identical to the cython engine.
+
+    scheduler          address of a running dask scheduler (``tcp://host:8786``); None
+                       starts a local cluster of worker processes on loopback, closed with
+                       the engine (``close()``, ``with``, or when collected)
+    chunk              most photons per task, a multiple of cyext.SUM_BLOCK; smaller events
+                       are cut finer so that every worker thread gets about two tasks
+    n_threads          OpenMP threads per task on the workers (None: the worker's default,
+                       which dask sets to 1 per worker thread through OMP_NUM_THREADS)
+    n_workers          local cluster only: worker processes (default: the usable cores)
+    threads_per_worker local cluster only: tasks one worker process runs at once
+    before_task        callable ``(kind, start, stop)`` run on the worker before each chunk
+                       task, kind "histories" or "deviations": a hook for fault injection
+                       in tests (it is pickled to the workers)
+    """
+
+    name = "dask"
+
+    def __init__(self, n_threads=None, scheduler=None, chunk: int = 1 << 20, n_workers=None, *,
+                 threads_per_worker: int = 1, before_task=None, timeout: float = 30):
+        try:
+            import distributed
+        except ImportError:
+            raise InputError("the dask engine needs dask and distributed: pip install 'photonab[dask]'") from None
+        self.cyext = import_cyext()
+        if chunk <= 0 or chunk % self.cyext.SUM_BLOCK:
+            raise ValueError(f"chunk must be a positive multiple of {self.cyext.SUM_BLOCK}")
+        self.chunk, self.n_threads, self.before_task = chunk, n_threads, before_task
+        self.cluster = None
+        if scheduler is None:
+            n_workers = n_workers or usable_cores()
+            self.cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                                    processes=True, host="127.0.0.1", dashboard_address=None)
+            scheduler = self.cluster.scheduler_address
+        try:
+            self.client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            _shutdown(None, self.cluster)
+            raise InputError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+        self.scheduler = scheduler
+        self._finalizer = weakref.finalize(self, _shutdown, self.client, self.cluster)
+
+    def close(self):
+        """Disconnect from the scheduler; stop the local cluster if this engine started it."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return f"<DaskEngine {self.scheduler} chunk={self.chunk}>"
+
+    # -- planning
+
+    def worker_threads(self) -> int:
+        """Tasks the cluster runs at once (the workers' threads)."""
+        return sum(self.client.nthreads().values())
+
+    def chunks(self, n: int) -> list[tuple[int, int]]:
+        """Photon ranges, one task each: at most ``chunk`` photons, on SUM_BLOCK boundaries,
+        about two per worker thread when the event is small."""
+        block = self.cyext.SUM_BLOCK
+        per_thread = -(-n // (2 * max(1, self.worker_threads())))
+        size = min(self.chunk, max(block, -(-per_thread // block) * block))
+        return list(photon_chunks(n, size)) or [(0, 0)]  # an empty event still gives (empty) tables
+
+    @staticmethod
+    def _location(pair: EventPair):
+        # absolute paths: workers do not share the client's working directory
+        return os.path.abspath(pair.a.path), os.path.abspath(pair.b.path), pair.a.msli
+
+    # -- running
+
+    def _tree(self, parts: list, merge):
+        """Merge futures in a tree of FAN_IN-way merge tasks; the root future."""
+        while len(parts) > 1:
+            parts = [self.client.submit(merge, *parts[i:i + FAN_IN], pure=False) if len(parts[i:i + FAN_IN]) > 1
+                     else parts[i] for i in range(0, len(parts), FAN_IN)]
+        return parts[0]
+
+    def _run(self, pair: EventPair, desc: str, task, args: tuple, kwargs: dict, merge, finish, progress):
+        """Submit one ``task`` per chunk, merge in a tree, ``finish`` at the root; the result."""
+        from distributed import as_completed
+
+        a, b, msli = self._location(pair)
+        kwargs = dict(kwargs, n_photons=pair.n, n_threads=self.n_threads, before_task=self.before_task)
+        chunks = {}
+        for start, stop in self.chunks(pair.n):
+            chunks[self.client.submit(task, a, b, msli, start, stop, *args, **kwargs, pure=False)] = (start, stop)
+        root = self._tree(list(chunks), merge)
+        if finish is not None:
+            finish_task, *finish_args = finish
+            root = self.client.submit(finish_task, root, *finish_args, pure=False)
+        try:
+            with progress(pair.n, desc) as bar:
+                for done in as_completed(list(chunks), loop=self.client.loop):
+                    if done.status != "finished":
+                        done.result()  # raises the task's error
+                    start, stop = chunks[done]
+                    bar.update(stop - start)
+            result = root.result()
+        except BaseException as exc:
+            self.client.cancel(list(chunks))  # stop the rest of the run's tasks (and their merges)
+            if isinstance(exc, Exception):
+                raise self._explain(exc, desc, a, b) from exc
+            raise
+        check_ranges(result.pop("ranges"), pair.n, f"{desc} of {a} and {b}")
+        return result
+
+    def _explain(self, exc: Exception, desc: str, a: str, b: str) -> Exception:
+        """The error to raise for a failed run: the task's own clear errors as they are,
+        cluster failures as a RuntimeError saying what happened."""
+        from distributed import CancelledError, KilledWorker
+        if isinstance(exc, (InputError, RuntimeError)):
+            return exc
+        if isinstance(exc, KilledWorker):
+            return RuntimeError(f"{desc} of {a} and {b}: dask workers kept dying while running a task, so "
+                                f"the run was given up and no table was computed. {exc} (A worker dies from its "
+                                "memory limit, a crash in the kernels or the batch system ending its job.)")
+        if isinstance(exc, CancelledError):
+            return RuntimeError(f"{desc} of {a} and {b}: the dask run was cancelled ({exc}); the scheduler "
+                                f"{self.scheduler} may have gone away; no table was computed")
+        if isinstance(exc, (OSError, TimeoutError)):
+            return RuntimeError(f"{desc} of {a} and {b}: lost the dask scheduler {self.scheduler} ({exc}); "
+                                "no table was computed")
+        return RuntimeError(f"{desc} of {a} and {b} failed on the dask cluster: {type(exc).__name__}: {exc}")
+
+    def histories(self, pair: EventPair, progress=no_progress) -> HistoryCounts:
+        result = self._run(pair, "histories", count_histories, (), {}, merge_histories, None, progress)
+        counts = result["counts"].reshape(-1, 2)
+        out = HistoryCounts.from_unsorted(result["codes"], counts[:, 0], counts[:, 1])
+        if int(out.a.sum()) != pair.n or int(out.b.sum()) != pair.n:  # cheap guard against lost photons
+            raise RuntimeError(f"histories of {pair}: counted {out.a.sum()} A and {out.b.sum()} B photons "
+                               f"of {pair.n}; refusing a wrong table")
+        return out
+
+    def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
+                   progress=no_progress) -> dict[str, DeviationAggregate]:
+        groups = np.ascontiguousarray(groups, np.uint64)
+        # the groups travel once, as a task (not scattered data), so a lost copy can be recomputed
+        groups_f = self.client.submit(_identity, groups, pure=False)
+        args = (groups_f, cuts.record_thresholds(), np.asarray(cuts.ox.values, np.float64))
+        kwargs = {"records": any(t in tables for t in RECORD_TABLES), "finals": "ox" in tables}
+        result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
+                           (finish_deviations, len(groups)), progress)
+        return aggregates_from_result(result, groups, cuts, tables)
+
+
+# ---------------------------------------------------------------- local scaling
+
+
+def measure_scaling(a, b, workers=(1, 2), *, msli=None, repeat: int = 3, chunk: int = 1 << 17,
+                    n_threads: int = 1, log=print) -> dict:
+    """Seconds of a full comparison of A and B with the dask engine on local clusters of
+    ``workers`` worker processes (one thread each, ``n_threads`` kernel threads per task),
+    beside the cython engine on ``n_threads`` threads in this process.
+
+    Each setting runs once to warm up (worker start, imports, page cache), then
+    ``repeat`` times; the minimum is the number to quote on a shared machine. Every
+    run's tables are checked against the cython engine's.
+    """
+    from ..comparison import compare
+    from .compiled import CythonEngine
+
+    pair = EventPair.open(a, b, msli)
+
+    def timed(engine):
+        compare(pair, engine)  # warm-up
+        runs = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            result = compare(pair, engine)
+            runs.append(time.perf_counter() - t0)
+            if not same_comparison(result, reference):
+                raise RuntimeError(f"{engine!r} gave a different table from the cython engine")
+        return {"min": min(runs), "runs": runs}
+
+    reference = compare(pair, CythonEngine(n_threads=n_threads))
+    out = {"photons": pair.n, "chunk": chunk, "n_threads": n_threads, "repeat": repeat,
+           "cython": timed(CythonEngine(n_threads=n_threads)), "dask": {}}
+    log(f"cython, {n_threads} thread(s): {out['cython']['min']:.3f} s")
+    for w in workers:
+        with DaskEngine(n_threads=n_threads, n_workers=w, chunk=chunk) as engine:
+            out["dask"][w] = timed(engine)
+        speedup = out["dask"][workers[0]]["min"] / out["dask"][w]["min"]
+        log(f"dask, {w} worker(s): {out['dask'][w]['min']:.3f} s (x{speedup:.2f} vs {workers[0]} worker(s))")
+    return out
+
+
+def same_comparison(x, y) -> bool:
+    """Two Comparisons have identical history counts and deviation aggregates."""
+    hx, hy = x.history, y.history
+    return (np.array_equal(hx.codes, hy.codes) and np.array_equal(hx.a, hy.a) and np.array_equal(hx.b, hy.b)
+            and x.tables.keys() == y.tables.keys()
+            and all(x.tables[t].raw.equals(y.tables[t].raw) for t in x.tables))
+
+
+if __name__ == "__main__":  # python -m photonab.engines.distributed A B [workers...]
+    import sys
+    measure_scaling(sys.argv[1], sys.argv[2], tuple(int(w) for w in sys.argv[3:]) or (1, 2))
