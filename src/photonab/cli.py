@@ -234,7 +234,8 @@ def main(argv=None) -> int:
             from .synth import DEFAULT_FAULTS, synthesize
             cache = (args.cache or default_cache()) / f"demo-{args.photons}"
             a_dir, b_dir = cache / "evt" / "box" / "torch" / "1", cache / "evt" / "box" / "torch" / "-1"
-            if not (b_dir / "ph.npy").exists():
+            # synthesize writes the domain files last: a folder without them is unfinished
+            if not all((d / "idom.npy").exists() for d in (a_dir, b_dir)):
                 print(f"generating the demo pair ({args.photons} photons) into {cache} ...", file=sys.stderr)
                 synthesize(cache, args.photons, seed=0, faults=DEFAULT_FAULTS, nan=5,
                            progress=not args.no_progress)

@@ -195,7 +195,9 @@ def _dot(a, b):
 
 
 def _cross(a, b):
-    return np.stack((a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]))
+    return np.stack((a[1] * b[2] - a[2] * b[1],
+                     a[2] * b[0] - a[0] * b[2],
+                     a[0] * b[1] - a[1] * b[0]))
 
 
 def _blend(mask, a, b):
@@ -630,7 +632,8 @@ def _with_noise(b: Tracks, noise: np.ndarray, dom: _Domains) -> Tracks:
     per_photon = noise.shape[1]
 
     def jitter(codes, c):
-        return (((codes >> np.uint32(8 * c)) & 0xFF).astype(np.float32) - np.float32(127.5)) * scale[c]
+        byte = ((codes >> np.uint32(8 * c)) & 0xFF).astype(np.float32)
+        return (byte - np.float32(127.5)) * scale[c]
 
     slots = []
     for r, s in enumerate(b.slots):
@@ -694,17 +697,26 @@ def _check_int(name, value, lo, hi=None) -> int:
     return value
 
 
-def _create_event(path: Path, n: int, maxrec: int, dom: _Domains) -> None:
-    """Domains plus full-size per-photon files; a new file reads as zeros until written."""
+def _create_event(path: Path, n: int, maxrec: int) -> None:
+    """Full-size per-photon files that read as zeros until written.
+
+    The domain files go first and come back last (_finish_event), so an interrupted
+    run leaves a folder that does not open as an event.
+    """
     path.mkdir(parents=True, exist_ok=True)
-    np.save(path / "fdom.npy", dom.fdom)
-    np.save(path / "idom.npy", dom.idom)
+    for name in ("fdom", "idom"):
+        (path / f"{name}.npy").unlink(missing_ok=True)
     shapes = {"ox": (n, 4, 4), "rx": (n, maxrec, 2, 4), "ph": (n, 1, 2),
               "ps": (n, 1, 4), "rs": (n, maxrec, 1, 4)}
     for name, shape in shapes.items():
         (path / f"{name}.npy").unlink(missing_ok=True)  # never write into a stale mapping
         np.lib.format.open_memmap(path / f"{name}.npy", mode="w+", dtype=LAYOUT[name][0],
                                   shape=shape).flush()
+
+
+def _finish_event(path: Path, dom: _Domains) -> None:
+    np.save(path / "fdom.npy", dom.fdom)
+    np.save(path / "idom.npy", dom.idom)
 
 
 @dataclass(frozen=True)
@@ -728,8 +740,8 @@ class _Output:
     """
 
     def __init__(self, plan: _Plan):
-        self.maps = [{name: np.load(path / f"{name}.npy", mmap_mode="r+") for name in ("ox", "rx", "ph")}
-                     for path in (plan.a_dir, plan.b_dir)]
+        self.maps = [{name: np.load(path / f"{name}.npy", mmap_mode="r+")
+                      for name in ("ox", "rx", "ph")} for path in (plan.a_dir, plan.b_dir)]
         self.records = np.empty((plan.block, plan.maxrec, 2, 4), np.int16)
 
     def write(self, event: int, lo: int, tr: Tracks, dom: _Domains, nan_rows=()) -> list:
@@ -782,23 +794,17 @@ def _ranks(values, codes, ranks):
     return np.where(codes[at] == values, ranks[at], 255).astype(np.uint8)
 
 
-def _index(path: Path, counts: tuple, chunk: int, bar) -> None:
-    """ps/rs: rank of each photon's history (byte 0) and material sequence (byte 1) among
-    the 32 most frequent of this event, 255 for the tail."""
-    lookups = [_rank_lookup(c) for c in counts]
+def _index_chunk(path: Path, lookups: list, lo: int, hi: int) -> None:
+    """ps/rs of photons lo..hi: rank of the photon's history (byte 0) and material
+    sequence (byte 1) among the 32 most frequent of its event, 255 for the tail."""
     ph = np.load(path / "ph.npy", mmap_mode="r")
     ps = np.load(path / "ps.npy", mmap_mode="r+")
     rs = np.load(path / "rs.npy", mmap_mode="r+")
-    for lo in range(0, len(ph), chunk):
-        hi = min(lo + chunk, len(ph))
-        sel = np.zeros((hi - lo, 4), np.uint8)
-        for col, (codes, ranks) in enumerate(lookups):
-            sel[:, col] = _ranks(np.asarray(ph[lo:hi, 0, col]), codes, ranks)
-        ps[lo:hi, 0] = sel
-        rs[lo:hi, :, 0] = sel[:, None, :]
-        bar.update(hi - lo)
-    ps.flush()
-    rs.flush()
+    sel = np.zeros((hi - lo, 4), np.uint8)
+    for col, (codes, ranks) in enumerate(lookups):
+        sel[:, col] = _ranks(np.asarray(ph[lo:hi, 0, col]), codes, ranks)
+    ps[lo:hi, 0] = sel
+    rs[lo:hi, :, 0] = sel[:, None, :]
 
 
 _MAX_BLOCK = 1 << 16  # photons simulated at once: bigger blocks only run out of cache
@@ -849,7 +855,7 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
     dom = _Domains.make(maxrec)
     try:
         for path in (plan.a_dir, plan.b_dir):
-            _create_event(path, photons, maxrec, dom)
+            _create_event(path, photons, maxrec)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the event folders ({exc})") from None
     nan_ids = np.sort(np.random.default_rng([seed, 2]).choice(photons, size=nan, replace=False))
@@ -858,12 +864,6 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
     cuts = np.searchsorted(nan_ids, [lo for lo, _ in blocks] + [photons])
     jobs = [(plan, lo, hi, nan_ids[cuts[i]:cuts[i + 1]] - lo) for i, (lo, hi) in enumerate(blocks)]
     counts = [(Counter(), Counter()), (Counter(), Counter())]  # per event: seqhis, seqmat
-
-    def add(result, n_done):
-        for event_counts, block_counts in zip(counts, result):
-            for total, (codes, num) in zip(event_counts, block_counts):
-                total.update(dict(zip(codes.tolist(), num.tolist())))
-        bar.update(n_done)
 
     workers = _workers(len(blocks))
     pool = None
@@ -875,26 +875,41 @@ def synthesize(out, photons: int, seed: int = 0, *, misaligned: float = 0.005,
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         pool = ProcessPoolExecutor(workers, mp_context=context)
         pool.submit(int).result()
+
+    def run(function, jobs, **in_process):
+        """Yield (job, function(*job)) in order: on the pool with a bounded number of jobs
+        in flight, or here (with the extra keyword arguments) when there is no pool."""
+        if pool is None:
+            yield from ((job, function(*job, **in_process)) for job in jobs)
+            return
+        pending = deque()
+        for i, job in enumerate(jobs):
+            pending.append((job, pool.submit(function, *job)))
+            while len(pending) > 2 * workers or (pending and i == len(jobs) - 1):
+                job, future = pending.popleft()
+                yield job, future.result()
+
     try:
         with tqdm(total=photons, unit="photon", unit_scale=True, desc="synthesize A/B",
                   disable=not progress) as bar:
-            if pool is None:
-                output = _Output(plan)
-                for job in jobs:
-                    add(_simulate_block(*job, output=output), job[2] - job[1])
-                del output
-            else:
-                pending = deque()
-                for job in jobs:
-                    pending.append((job[2] - job[1], pool.submit(_simulate_block, *job)))
-                    while len(pending) > 2 * workers or (pending and job is jobs[-1]):
-                        n_done, future = pending.popleft()
-                        add(future.result(), n_done)
+            in_process = {} if pool else {"output": _Output(plan)}
+            for (_, lo, hi, _), result in run(_simulate_block, jobs, **in_process):
+                for event_counts, block_counts in zip(counts, result):
+                    for total, (codes, num) in zip(event_counts, block_counts):
+                        total.update(dict(zip(codes.tolist(), num.tolist())))
+                bar.update(hi - lo)
+            del in_process
+        # ranks need the final counts, hence a second, cheap pass over ph
+        index_jobs = [(path, [_rank_lookup(c) for c in event_counts], lo, min(lo + chunk, photons))
+                      for path, event_counts in zip((plan.a_dir, plan.b_dir), counts)
+                      for lo in range(0, photons, chunk)]
+        with tqdm(total=2 * photons, unit="photon", unit_scale=True, desc="index histories",
+                  disable=not progress) as bar:
+            for (_, _, lo, hi), _ in run(_index_chunk, index_jobs):
+                bar.update(hi - lo)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    with tqdm(total=2 * photons, unit="photon", unit_scale=True, desc="index histories",
-              disable=not progress) as bar:
-        for path, event_counts in zip((plan.a_dir, plan.b_dir), counts):
-            _index(path, event_counts, chunk, bar)
+    for path in (plan.a_dir, plan.b_dir):
+        _finish_event(path, dom)
     return plan.a_dir, plan.b_dir

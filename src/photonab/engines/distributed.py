@@ -217,6 +217,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def local_cluster(n_workers: int, threads_per_worker: int = 1):
+    """A dask cluster of worker processes on loopback, without a dashboard."""
+    import distributed
+    # without a dashboard the scheduler still serves health checks over HTTP, by
+    # default on port 8787: take any free loopback port instead of a well-known one
+    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                                    host="127.0.0.1", dashboard_address=None,
+                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+
+
 def _shutdown(client, cluster):
     for thing in (client, cluster):
         if thing is not None:
@@ -258,8 +268,7 @@ class DaskEngine:
         self.cluster = None
         if scheduler is None:
             n_workers = n_workers or usable_cores()
-            self.cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                                    processes=True, host="127.0.0.1", dashboard_address=None)
+            self.cluster = local_cluster(n_workers, threads_per_worker)
             scheduler = self.cluster.scheduler_address
         try:
             self.client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
@@ -304,26 +313,26 @@ class DaskEngine:
 
     # -- running
 
-    def _tree(self, parts: list, merge):
-        """Merge futures in a tree of FAN_IN-way merge tasks; the root future."""
-        while len(parts) > 1:
-            parts = [self.client.submit(merge, *parts[i:i + FAN_IN], pure=False) if len(parts[i:i + FAN_IN]) > 1
-                     else parts[i] for i in range(0, len(parts), FAN_IN)]
-        return parts[0]
-
     def _run(self, pair: EventPair, desc: str, task, args: tuple, kwargs: dict, merge, finish, progress):
-        """Submit one ``task`` per chunk, merge in a tree, ``finish`` at the root; the result."""
+        """Submit one ``task`` per chunk, merge the partials in a tree of FAN_IN-way merge
+        tasks, apply ``(finish, *finish_args)`` to the root; the result."""
         from distributed import as_completed
+
+        futures = []  # every task of this run, released together at the end
+
+        def submit(fn, *fn_args, **fn_kwargs):
+            futures.append(self.client.submit(fn, *fn_args, **fn_kwargs, pure=False))
+            return futures[-1]
 
         a, b, msli = self._location(pair)
         kwargs = dict(kwargs, n_photons=pair.n, n_threads=self.n_threads, before_task=self.before_task)
-        chunks = {}
-        for start, stop in self.chunks(pair.n):
-            chunks[self.client.submit(task, a, b, msli, start, stop, *args, **kwargs, pure=False)] = (start, stop)
-        root = self._tree(list(chunks), merge)
-        if finish is not None:
-            finish_task, *finish_args = finish
-            root = self.client.submit(finish_task, root, *finish_args, pure=False)
+        chunks = {submit(task, a, b, msli, start, stop, *args, **kwargs): (start, stop)
+                  for start, stop in self.chunks(pair.n)}
+        level = list(chunks)
+        while len(level) > 1:
+            level = [submit(merge, *level[i:i + FAN_IN]) if len(level[i:i + FAN_IN]) > 1 else level[i]
+                     for i in range(0, len(level), FAN_IN)]
+        root = level[0] if finish is None else submit(finish[0], level[0], *finish[1:])
         try:
             with progress(pair.n, desc) as bar:
                 for done in as_completed(list(chunks), loop=self.client.loop):
@@ -332,11 +341,16 @@ class DaskEngine:
                     start, stop = chunks[done]
                     bar.update(stop - start)
             result = root.result()
-        except BaseException as exc:
-            self.client.cancel(list(chunks))  # stop the rest of the run's tasks (and their merges)
-            if isinstance(exc, Exception):
-                raise self._explain(exc, desc, a, b) from exc
-            raise
+        except Exception as exc:
+            explained = self._explain(exc, desc, a, b)
+            if explained is exc:
+                raise
+            raise explained from exc
+        finally:
+            # releasing (not cancelling: the scheduler asserts on some cancels of merge trees)
+            # drops whatever is still queued and frees the partial tables on the workers
+            for future in futures:
+                future.release()
         check_ranges(result.pop("ranges"), pair.n, f"{desc} of {a} and {b}")
         return result
 
@@ -374,8 +388,11 @@ class DaskEngine:
         groups_f = self.client.submit(_identity, groups, pure=False)
         args = (groups_f, cuts.record_thresholds(), np.asarray(cuts.ox.values, np.float64))
         kwargs = {"records": any(t in tables for t in RECORD_TABLES), "finals": "ox" in tables}
-        result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
-                           (finish_deviations, len(groups)), progress)
+        try:
+            result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
+                               (finish_deviations, len(groups)), progress)
+        finally:
+            groups_f.release()
         return aggregates_from_result(result, groups, cuts, tables)
 
 
@@ -430,4 +447,7 @@ def same_comparison(x, y) -> bool:
 
 if __name__ == "__main__":  # python -m photonab.engines.distributed A B [workers...]
     import sys
-    measure_scaling(sys.argv[1], sys.argv[2], tuple(int(w) for w in sys.argv[3:]) or (1, 2))
+
+    # the tasks must come from the importable module, not __main__ (pickled by reference)
+    from photonab.engines.distributed import measure_scaling as measure
+    measure(sys.argv[1], sys.argv[2], tuple(int(w) for w in sys.argv[3:]) or (1, 2))
