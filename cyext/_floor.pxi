@@ -9,6 +9,7 @@ def read_floor(const uint64_t[::1] words, n_threads=None):
     cdef uint64_t total = 0
     cdef int nthreads = effective_threads(n_threads)
     with nogil:
-        for i in prange(n, schedule="static", num_threads=nthreads):
+        # dynamic like the kernels, so a thread that loses its core does not hold the floor up
+        for i in prange(n, schedule="dynamic", chunksize=1 << 15, num_threads=nthreads):
             total += words[i]
     return total

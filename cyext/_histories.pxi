@@ -1,10 +1,11 @@
 # ------------------------------------------------------------------ history counting
-# One O(N) pass, no sort: each thread counts the blocks of a sub-chunk it takes into a
-# small private hash table; the private tables are then merged into the global table.
-# Sub-chunks bound the private tables, so memory stays O(distinct codes) even when
-# nearly every photon has a code of its own.
+# One O(N) pass, no sort: each thread counts the blocks it takes into a private hash
+# table of bounded size; the private tables are then merged into the global table.
+# Bounded private tables keep memory O(distinct codes) even when nearly every photon
+# has a code of its own.
 
-cdef Py_ssize_t HISTORY_SUBCHUNK = 1 << 15
+#: photons whose codes a private table has room for
+HISTORY_ROOM = 1 << 15
 
 
 cdef inline uint64_t _seq_at(const char* base, Py_ssize_t stride, Py_ssize_t i) noexcept nogil:
@@ -106,8 +107,7 @@ cdef class HistoryCounter:
     cdef _prepare_parts(self, int nparts):
         if nparts == self.nparts:
             return
-        # one thread may end up doing the whole sub-chunk: room for all its codes
-        cdef int64_t per_part = 2 * HISTORY_SUBCHUNK
+        cdef int64_t per_part = 2 * HISTORY_ROOM  # an A and a B code per photon
         cdef int64_t cap = _capacity_for(per_part)
         self.p_slot_code = np.zeros((nparts, cap), dtype=np.uint64)
         self.p_slot_entry = np.full((nparts, cap), -1, dtype=np.int32)
@@ -144,7 +144,7 @@ cdef class HistoryCounter:
         cdef const char* a_base = <const char*>&seq_a[0]
         cdef const char* b_base = <const char*>&seq_b[0]
         cdef Py_ssize_t a_stride = seq_a.strides[0], b_stride = seq_b.strides[0]
-        cdef Py_ssize_t cs, ce, p, b, bs
+        cdef Py_ssize_t k, p, b, bs, be, ntodo
         cdef int t
         cdef uint64_t[:, ::1] p_slot_code = self.p_slot_code
         cdef int32_t[:, ::1] p_slot_entry = self.p_slot_entry
@@ -153,18 +153,35 @@ cdef class HistoryCounter:
         cdef int64_t[:, ::1] p_entry_slot = self.p_entry_slot
         cdef int64_t[::1] p_size = self.p_size
         cdef uint64_t p_mask = self.p_mask
-        for cs in range(start, stop_, HISTORY_SUBCHUNK):
-            ce = min(cs + HISTORY_SUBCHUNK, stop_)
-            self._reserve(2 * (ce - cs))
+        cdef int64_t room = self.p_code.shape[1]
+        todo = np.arange(_n_blocks(start, stop_, WORK_BLOCK), dtype=np.int64)
+        skipped = np.zeros(len(todo), dtype=np.uint8)
+        cdef int64_t[::1] todo_v
+        cdef uint8_t[::1] skip_v = skipped
+        # One parallel region per round (a barrier costs a time slice when another
+        # process holds a core). A thread whose private table has no room for another
+        # block's codes skips it; the tables are merged and the skipped blocks get
+        # another round. With a few hundred histories there is one round.
+        while len(todo):
+            self._reserve(nparts * room)
+            todo_v = todo
+            ntodo = len(todo)
             with nogil:
-                for b in prange(_n_blocks(cs, ce, WORK_BLOCK), schedule="dynamic", num_threads=nparts):
+                for k in prange(ntodo, schedule="dynamic", num_threads=nparts):
                     t = cyext_thread_id()
-                    bs = cs + b * WORK_BLOCK
-                    _count_part(a_base, a_stride, b_base, b_stride, bs, min(bs + WORK_BLOCK, ce),
-                                &p_slot_code[t, 0], &p_slot_entry[t, 0], p_mask,
-                                &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t])
+                    b = todo_v[k]
+                    bs = start + b * WORK_BLOCK
+                    be = min(bs + WORK_BLOCK, stop_)
+                    if p_size[t] + 2 * (be - bs) > room:
+                        skip_v[b] = 1
+                    else:
+                        skip_v[b] = 0
+                        _count_part(a_base, a_stride, b_base, b_stride, bs, be,
+                                    &p_slot_code[t, 0], &p_slot_entry[t, 0], p_mask,
+                                    &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t])
                 for p in range(nparts):
                     self._merge_part(p)
+            todo = todo[skipped[todo] == 1]
 
     def add_counts(self, codes, counts):
         """Merge another counter's ``result()``: codes (G,) uint64 and counts (G, 2) int64."""
