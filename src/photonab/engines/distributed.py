@@ -10,7 +10,7 @@ engine's for any chunking and any number of workers.
 
 The task functions (:func:`count_histories`, :func:`deviate` and the merges) are plain
 module-level functions of (a_path, b_path, msli, start, stop, ...), so runs over many
-events can submit them too. See ``docs/distributed.md`` for running it on a cluster.
+events can submit them too. See ``distributed.md`` beside this module for running it on a cluster.
 """
 from __future__ import annotations
 
@@ -30,10 +30,15 @@ from ..events import EventPair
 from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
 from .compiled import aggregates_from_result, import_cyext
 
-#: partial tables merged per merge task (a tree of depth log_FAN_IN(chunks))
-FAN_IN = 4
+#: partial tables merged per merge task: pairwise keeps a merge's memory at about five
+#: partial tables (its inputs, their stacked copy, the output)
+FAN_IN = 2
 #: opened event pairs a worker keeps memory-mapped for its next tasks
 PAIR_CACHE_SIZE = 8
+#: fraction of a worker's memory limit that the pages of its open events may take in its
+#: resident set; beyond it, each task drops the pages it read (see release_pages). Dask
+#: config ``photonab.keep-mapped`` (env DASK_PHOTONAB__KEEP_MAPPED) overrides it.
+KEEP_MAPPED = 0.5
 
 
 # ---------------------------------------------------------------- worker side
@@ -105,6 +110,26 @@ def release_pages(arrays, start: int, stop: int) -> None:
             mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
+def _photon_arrays(pair: EventPair) -> list:
+    return [pair.a.ox, pair.a.rx, pair.a.ph, pair.b.ox, pair.b.rx, pair.b.ph]
+
+
+def _keep_mapped() -> bool:
+    """Whether the pages tasks touch may stay mapped (fast repeated runs): only while all
+    the events this worker keeps open fit in KEEP_MAPPED of its memory limit."""
+    try:
+        import dask
+        from distributed import get_worker
+        limit = get_worker().memory_manager.memory_limit
+    except (ImportError, ValueError, AttributeError):  # outside a worker: nobody watches the RSS
+        return True
+    if not limit:
+        return True
+    with _pairs_lock:
+        mapped = sum(arr.nbytes for _stamp, pair in _pairs.values() for arr in _photon_arrays(pair))
+    return mapped <= float(dask.config.get("photonab.keep-mapped", KEEP_MAPPED)) * limit
+
+
 def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, work):
     """Open the pair on this worker, check it is the event the client saw, run ``work``
     on it; every failure names the worker (and, from photonab, the file)."""
@@ -118,7 +143,8 @@ def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, 
         try:
             return work(pair)
         finally:
-            release_pages([pair.a.ox, pair.a.rx, pair.a.ph, pair.b.ox, pair.b.rx, pair.b.ph], start, stop)
+            if not _keep_mapped():
+                release_pages(_photon_arrays(pair), start, stop)
     except InputError as exc:
         raise InputError(f"{_where()}: {exc}") from None
     except Exception as exc:
@@ -129,10 +155,8 @@ def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, 
 def count_histories(a_path: str, b_path: str, msli, start: int, stop: int, *, n_photons=None,
                     n_threads=None, before_task=None) -> dict:
     """Task: history counts of photons [start, stop) as a partial table."""
-    cy = import_cyext()
-
     def work(pair):
-        counter = cy.HistoryCounter()
+        counter = import_cyext().HistoryCounter()
         counter.add(pair.a.seqhis, pair.b.seqhis, start, stop, n_threads)
         codes, counts = counter.result()
         return {"ranges": [(start, stop)], "codes": codes, "counts": counts}
@@ -145,9 +169,8 @@ def deviate(a_path: str, b_path: str, msli, start: int, stop: int, groups: np.nd
             before_task=None) -> dict:
     """Task: deviation aggregates of photons [start, stop) as a partial table, with the ox
     block sums kept for :func:`finish_deviations`."""
-    cy = import_cyext()
-
     def work(pair):
+        cy = import_cyext()  # inside the task's error handling: a worker without it says so
         acc = cy.DeviationAccumulator(cy.GroupIndex(groups), thresholds, ox_cuts, n_threads,
                                       records=records, finals=finals, keep_blocks=True)
         a, b = pair.a, pair.b
@@ -186,10 +209,6 @@ def finish_deviations(merged: dict, n_groups: int) -> dict:
     if "blocks" in out:
         out["sums"] = import_cyext().merge_block_sums(n_groups, out.pop("blocks"))
     return out
-
-
-def _identity(x):
-    return x
 
 
 def check_ranges(ranges, n: int, what: str) -> None:
@@ -239,9 +258,10 @@ def _shutdown(client, cluster):
 class DaskEngine:
     """The cyext kernels on a dask cluster, bit-identical to the cython engine.
 
-    scheduler          address of a running dask scheduler (``tcp://host:8786``); None
-                       starts a local cluster of worker processes on loopback, closed with
-                       the engine (``close()``, ``with``, or when collected)
+    scheduler          address of a running dask scheduler (``tcp://host:8786``) or a
+                       cluster object (e.g. dask_jobqueue.SLURMCluster); None starts a
+                       local cluster of worker processes on loopback, closed with the
+                       engine (``close()``, ``with``, or when collected)
     chunk              most photons per task, a multiple of cyext.SUM_BLOCK; smaller events
                        are cut finer so that every worker thread gets about two tasks
     n_threads          OpenMP threads per task on the workers (None: the worker's default,
@@ -251,6 +271,7 @@ class DaskEngine:
     before_task        callable ``(kind, start, stop)`` run on the worker before each chunk
                        task, kind "histories" or "deviations": a hook for fault injection
                        in tests (it is pickled to the workers)
+    timeout            seconds to wait for the scheduler when connecting
     """
 
     name = "dask"
@@ -326,26 +347,27 @@ class DaskEngine:
 
         a, b, msli = self._location(pair)
         kwargs = dict(kwargs, n_photons=pair.n, n_threads=self.n_threads, before_task=self.before_task)
-        chunks = {submit(task, a, b, msli, start, stop, *args, **kwargs): (start, stop)
-                  for start, stop in self.chunks(pair.n)}
-        level = list(chunks)
-        while len(level) > 1:
-            level = [submit(merge, *level[i:i + FAN_IN]) if len(level[i:i + FAN_IN]) > 1 else level[i]
-                     for i in range(0, len(level), FAN_IN)]
-        root = level[0] if finish is None else submit(finish[0], level[0], *finish[1:])
         try:
-            with progress(pair.n, desc) as bar:
-                for done in as_completed(list(chunks), loop=self.client.loop):
-                    if done.status != "finished":
-                        done.result()  # raises the task's error
-                    start, stop = chunks[done]
-                    bar.update(stop - start)
-            result = root.result()
-        except Exception as exc:
-            explained = self._explain(exc, desc, a, b)
-            if explained is exc:
-                raise
-            raise explained from exc
+            chunks = {submit(task, a, b, msli, start, stop, *args, **kwargs): (start, stop)
+                      for start, stop in self.chunks(pair.n)}
+            level = list(chunks)
+            while len(level) > 1:
+                level = [submit(merge, *level[i:i + FAN_IN]) if len(level[i:i + FAN_IN]) > 1 else level[i]
+                         for i in range(0, len(level), FAN_IN)]
+            root = level[0] if finish is None else submit(finish[0], level[0], *finish[1:])
+            try:
+                with progress(pair.n, desc) as bar:
+                    for done in as_completed(list(chunks), loop=self.client.loop):
+                        if done.status != "finished":
+                            done.result()  # raises the task's error
+                        start, stop = chunks[done]
+                        bar.update(stop - start)
+                result = root.result()
+            except Exception as exc:
+                explained = self._explain(exc, desc, a, b)
+                if explained is exc:
+                    raise
+                raise explained from exc
         finally:
             # releasing (not cancelling: the scheduler asserts on some cancels of merge trees)
             # drops whatever is still queued and frees the partial tables on the workers
@@ -384,56 +406,64 @@ class DaskEngine:
     def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
                    progress=no_progress) -> dict[str, DeviationAggregate]:
         groups = np.ascontiguousarray(groups, np.uint64)
-        # the groups travel once, as a task (not scattered data), so a lost copy can be recomputed
-        groups_f = self.client.submit(_identity, groups, pure=False)
-        args = (groups_f, cuts.record_thresholds(), np.asarray(cuts.ox.values, np.float64))
+        # the groups go with every task (8 bytes a history): as a shared dependency they
+        # would pin all the tasks to the one worker holding it
+        args = (groups, cuts.record_thresholds(), np.asarray(cuts.ox.values, np.float64))
         kwargs = {"records": any(t in tables for t in RECORD_TABLES), "finals": "ox" in tables}
-        try:
-            result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
-                               (finish_deviations, len(groups)), progress)
-        finally:
-            groups_f.release()
+        result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
+                           (finish_deviations, len(groups)), progress)
         return aggregates_from_result(result, groups, cuts, tables)
 
 
 # ---------------------------------------------------------------- local scaling
 
 
-def measure_scaling(a, b, workers=(1, 2), *, msli=None, repeat: int = 3, chunk: int = 1 << 17,
+def measure_scaling(a, b, workers=(1, 2), *, msli=None, repeat: int = 5, chunk: int = 1 << 20,
                     n_threads: int = 1, log=print) -> dict:
-    """Seconds of a full comparison of A and B with the dask engine on local clusters of
-    ``workers`` worker processes (one thread each, ``n_threads`` kernel threads per task),
-    beside the cython engine on ``n_threads`` threads in this process.
+    """Seconds of a full comparison of A and B (histories + all four tables) with the dask
+    engine on local clusters of ``workers`` worker processes (one thread each,
+    ``n_threads`` kernel threads per task), and with the cython engine in this process
+    on ``n_threads`` and on ``max(workers) * n_threads`` threads for reference.
 
-    Each setting runs once to warm up (worker start, imports, page cache), then
-    ``repeat`` times; the minimum is the number to quote on a shared machine. Every
-    run's tables are checked against the cython engine's.
+    Every setting runs once to warm up (worker start, imports, page cache), then
+    ``repeat`` times; ``min`` is the number to quote on a shared machine. Every run's
+    tables are checked against the cython engine's.
     """
     from ..comparison import compare
     from .compiled import CythonEngine
 
     pair = EventPair.open(a, b, msli)
+    reference = compare(pair, CythonEngine(n_threads=n_threads))
 
-    def timed(engine):
+    def timed(engine) -> dict:
         compare(pair, engine)  # warm-up
         runs = []
         for _ in range(repeat):
             t0 = time.perf_counter()
             result = compare(pair, engine)
-            runs.append(time.perf_counter() - t0)
+            runs.append({"total": time.perf_counter() - t0, **result.seconds})
             if not same_comparison(result, reference):
                 raise RuntimeError(f"{engine!r} gave a different table from the cython engine")
-        return {"min": min(runs), "runs": runs}
+        best = {k: min(r[k] for r in runs) for k in runs[0]}
+        return {"min": best["total"], "min_phase": best, "runs": [r["total"] for r in runs]}
 
-    reference = compare(pair, CythonEngine(n_threads=n_threads))
-    out = {"photons": pair.n, "chunk": chunk, "n_threads": n_threads, "repeat": repeat,
-           "cython": timed(CythonEngine(n_threads=n_threads)), "dask": {}}
-    log(f"cython, {n_threads} thread(s): {out['cython']['min']:.3f} s")
+    import platform
+
+    import distributed
+    out = {"photons": pair.n, "chunk": chunk, "n_threads": n_threads, "repeat": repeat, "cores": usable_cores(),
+           "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                        "distributed": distributed.__version__},
+           "cython": {}, "dask": {}}
+    for threads in sorted({n_threads, max(workers) * n_threads}):
+        out["cython"][threads] = timed(CythonEngine(n_threads=threads))
+        log(f"cython, {threads} thread(s): {out['cython'][threads]['min']:.3f} s")
     for w in workers:
         with DaskEngine(n_threads=n_threads, n_workers=w, chunk=chunk) as engine:
             out["dask"][w] = timed(engine)
+            out["dask"][w]["tasks"] = len(engine.chunks(pair.n))
         speedup = out["dask"][workers[0]]["min"] / out["dask"][w]["min"]
-        log(f"dask, {w} worker(s): {out['dask'][w]['min']:.3f} s (x{speedup:.2f} vs {workers[0]} worker(s))")
+        log(f"dask, {w} worker(s), {out['dask'][w]['tasks']} tasks per phase: {out['dask'][w]['min']:.3f} s "
+            f"(x{speedup:.2f} vs {workers[0]} worker(s))")
     return out
 
 
@@ -445,9 +475,33 @@ def same_comparison(x, y) -> bool:
             and all(x.tables[t].raw.equals(y.tables[t].raw) for t in x.tables))
 
 
-if __name__ == "__main__":  # python -m photonab.engines.distributed A B [workers...]
+def main(argv=None) -> int:
+    """``python -m photonab.engines.distributed A B --workers 1,2``: measure_scaling from a shell."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m photonab.engines.distributed", description=measure_scaling.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--workers", default="1,2", help="local cluster sizes (default 1,2)")
+    p.add_argument("--msli", default=None)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--chunk", type=int, default=1 << 20)
+    p.add_argument("--threads", type=int, default=1, help="kernel threads per task (default 1)")
+    p.add_argument("--json", default=None, help="also write the numbers here")
+    args = p.parse_args(argv)
+    out = measure_scaling(args.a, args.b, tuple(int(w) for w in args.workers.split(",")), msli=args.msli,
+                          repeat=args.repeat, chunk=args.chunk, n_threads=args.threads)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
     import sys
 
-    # the tasks must come from the importable module, not __main__ (pickled by reference)
-    from photonab.engines.distributed import measure_scaling as measure
-    measure(sys.argv[1], sys.argv[2], tuple(int(w) for w in sys.argv[3:]) or (1, 2))
+    # run the importable module's code: tasks defined in __main__ would be pickled by value
+    from photonab.engines.distributed import main as _main
+    sys.exit(_main())
