@@ -5,7 +5,7 @@
 # has a code of its own.
 
 #: photons whose codes a private table has room for
-HISTORY_ROOM = 1 << 15
+HISTORY_ROOM = 1 << 14
 
 
 cdef inline uint64_t _seq_at(const char* base, Py_ssize_t stride, Py_ssize_t i) noexcept nogil:
@@ -163,7 +163,6 @@ cdef class HistoryCounter:
         # block's codes skips it; the tables are merged and the skipped blocks get
         # another round. With a few hundred histories there is one round.
         while len(todo):
-            self._reserve(nparts * room)
             todo_v = todo
             ntodo = len(todo)
             with nogil:
@@ -179,8 +178,9 @@ cdef class HistoryCounter:
                         _count_part(a_base, a_stride, b_base, b_stride, bs, be,
                                     &p_slot_code[t, 0], &p_slot_entry[t, 0], p_mask,
                                     &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t])
-                for p in range(nparts):
-                    self._merge_part(p)
+            self._reserve(np.asarray(self.p_size).sum())  # room for every private code, then merge
+            for p in range(nparts):
+                self._merge_part(p)
             todo = todo[skipped[todo] == 1]
 
     def add_counts(self, codes, counts):

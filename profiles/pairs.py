@@ -1,0 +1,102 @@
+"""Synthetic A/B pairs for the harness, generated once per size into a cache folder.
+
+A pair folder is reused when its marker file says it was completed with the same
+arguments; an interrupted generation leaves no marker and is redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED = 1
+NAN_PHOTONS = 5
+MARKER = "complete.json"
+#: bytes on disk per photon of one pair (both events: ox 64, rx 160, ph 16, ps 4, rs 40)
+PAIR_BYTES_PER_PHOTON = 2 * 284
+
+_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_count(text: str) -> int:
+    """``'100k'`` -> 100000, ``'1M'`` -> 1000000, ``'2.5M'`` -> 2500000."""
+    m = _COUNT.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a photon count like 5000, 100k or 1M")
+    value = round(float(m.group(1)) * _SCALE[m.group(2).lower()])
+    if value <= 0:
+        raise ValueError(f"{text!r}: the photon count must be positive")
+    return value
+
+
+def size_label(photons: int) -> str:
+    """100000 -> '100k', 1000000 -> '1M', 1500 -> '1500'."""
+    for suffix, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if photons >= scale and photons % (scale // 10) == 0:
+            value = photons / scale
+            return f"{value:g}{suffix}"
+    return str(photons)
+
+
+def default_cache() -> Path:
+    """``$PHOTONAB_CACHE/profiles`` (or ``~/.cache/photonab/profiles``)."""
+    from photonab.cli import default_cache as photonab_cache
+    return photonab_cache() / "profiles"
+
+
+@dataclass(frozen=True)
+class Pair:
+    photons: int
+    root: Path
+    recipe: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def a(self) -> Path:
+        return self.root / "evt" / "box" / "torch" / "1"
+
+    @property
+    def b(self) -> Path:
+        return self.root / "evt" / "box" / "torch" / "-1"
+
+    @property
+    def label(self) -> str:
+        return size_label(self.photons)
+
+
+def _recipe(photons: int) -> dict:
+    """Everything the pair depends on, including the generator's source (a changed
+    generator writes different photons, so its pairs are generated again)."""
+    from photonab import synth
+    source = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
+    return {"photons": photons, "seed": SEED, "faults": list(synth.DEFAULT_FAULTS), "nan": NAN_PHOTONS,
+            "synth_sha256": source}
+
+
+def cached_pair(photons: int, cache: Path, *, regenerate: bool = False, progress: bool = True) -> Pair:
+    """The pair of ``photons`` photons in ``cache``, synthesized first when missing or stale."""
+    from photonab.synth import synthesize
+
+    recipe = _recipe(photons)
+    pair = Pair(photons, Path(cache) / f"pair-{size_label(photons)}-seed{SEED}", recipe)
+    marker = pair.root / MARKER
+    if not regenerate and marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == recipe:
+                return pair
+        except ValueError:
+            pass  # a damaged marker: generate again
+    if pair.root.exists():
+        shutil.rmtree(pair.root)
+    pair.root.mkdir(parents=True)
+    need = PAIR_BYTES_PER_PHOTON * photons
+    free = shutil.disk_usage(pair.root).free
+    if free < need * 1.05:
+        raise OSError(f"{pair.root}: a {pair.label}-photon pair needs {need / 1e9:.1f} GB on disk, "
+                      f"{free / 1e9:.1f} GB free (choose another folder with --cache)")
+    synthesize(pair.root, photons, seed=SEED, faults=recipe["faults"], nan=NAN_PHOTONS, progress=progress)
+    marker.write_text(json.dumps(recipe))
+    return pair

@@ -1,0 +1,172 @@
+"""The profiling harness: a smoke run at a tiny size writes every report, and the
+regression check fails against a doctored baseline and passes against itself."""
+import argparse
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytest.importorskip("line_profiler")
+pytest.importorskip("memory_profiler")
+pytest.importorskip("matplotlib")
+
+from profiles import regression, targets  # noqa: E402
+from profiles.timing import keep_going  # noqa: E402
+from profiles.pairs import Pair, parse_count, size_label  # noqa: E402
+from profiles.run import plan  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def harness(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "profiles.run", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One tiny run of every engine and every report (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("profiles")
+    out = tmp / "out"
+    proc = harness("--sizes", "5k", "--repeats", "2", "--min-seconds", "0", "--out", out,
+                   "--cache", tmp / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def test_smoke_run_writes_every_report(smoke):
+    out, results, stdout = smoke
+    cases = {c["engine"]: c for c in results["cases"]}
+    assert set(cases) == {"cython", "numpy", "select"}
+    assert not results["failed"]
+    for engine, case in cases.items():
+        t = case["timing"]
+        assert t["repeats"] == 2 and t["engine"]["min"] > 0 and t["floor"]["min"] > 0
+        assert t["ratio"]["min"] > 0 and t["ratio"]["median"] > 0
+        m = case["memory"]
+        for key in ("heap_peak_mb", "anon_peak_mb", "file_touched_mb", "rss_peak_mprof_mb"):
+            assert isinstance(m[key], float), (engine, key)
+        assert m["heap_peak_mb"] > 0 and m["rss_peak_mprof_mb"] > m["file_touched_mb"] > 0
+        prof = case["cprofile"]
+        assert (out / prof["prof"]).stat().st_size > 0
+        text = (out / prof["text"]).read_text()
+        assert "Ordered by: internal time" in text
+        if engine in ("numpy", "select"):
+            lines = (out / case["lines"]["text"]).read_text()
+            assert "Line #" in lines and "% Time" in lines
+        else:
+            assert "lines" not in case
+    select = cases["select"]["cprofile"]
+    assert select["selection"]["ncalls"] > 0 and 0 < select["selection"]["share"] <= 1
+    assert "set_selection" in (out / cases["select"]["lines"]["text"]).read_text()
+    assert len(set(results["tables_agree"]["5k"].values())) == 1  # the engines agree
+    for png in ("time.png", "memory.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    assert (out / "summary.txt").read_text().strip() in stdout
+    assert "x floor" in stdout and "anon MB" in stdout and "targets of the compiled engine" in stdout
+    assert results["machine"]["cores"] >= 1 and "openmp_enabled" in results["machine"]
+
+
+def _doctored(results, factor):
+    """A baseline whose time/floor ratios are ``factor`` times the low end of the measured
+    spread, measured without spread (so that the run cannot be within it)."""
+    base = copy.deepcopy(results)
+    for case in base["cases"]:
+        ratio = case["timing"]["ratio"]
+        ratio["min"] = ratio["median"] = factor * min(ratio["min"], ratio["median"])
+    return base
+
+
+def test_regression_check_against_doctored_and_own_baseline(smoke, tmp_path):
+    out, results, _ = smoke
+    doctored = tmp_path / "doctored.json"
+    doctored.write_text(json.dumps(_doctored(results, 0.01)))  # a baseline 100x better than now
+    check = [sys.executable, "-m", "profiles.regression", str(out / "results.json")]
+    bad = subprocess.run(check + [str(doctored)], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == regression.EXIT_REGRESSION, bad.stdout + bad.stderr
+    assert bad.stdout.count("REGRESSION") == 3
+    same = subprocess.run(check + [str(out / "results.json")], cwd=REPO, capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "0 regression(s) in 3 case(s)" in same.stdout
+
+
+def test_harness_exit_code_on_regression(smoke, tmp_path):
+    out, results, _ = smoke
+    doctored = tmp_path / "doctored.json"
+    # far below what a new run measures, even if a busy machine stalls its floor
+    doctored.write_text(json.dumps(_doctored(results, 1e-4)))
+    proc = harness("--sizes", "5k", "--engines", "cython", "--repeats", "1", "--min-seconds", "0",
+                   "--timing-only", "--out", tmp_path / "again", "--cache", out.parent / "cache",
+                   "--compare", doctored)
+    assert proc.returncode == regression.EXIT_REGRESSION, proc.stdout + proc.stderr[-2000:]
+    assert "REGRESSION" in proc.stdout
+
+
+def test_help():
+    proc = harness("--help")
+    assert proc.returncode == 0
+    for option in ("--sizes", "--engines", "--quick", "--compare", "--threshold", "--out", "--select-limit"):
+        assert option in proc.stdout
+
+
+def test_rounds_stop_after_repeats_and_min_seconds_and_before_max_seconds():
+    assert keep_going(4, 10.0, repeats=5, min_seconds=3, max_seconds=60)
+    assert keep_going(5, 1.0, repeats=5, min_seconds=3, max_seconds=60)  # short case: more rounds
+    assert not keep_going(5, 3.5, repeats=5, min_seconds=3, max_seconds=60)
+    assert keep_going(1, 100.0, repeats=5, min_seconds=3, max_seconds=60)  # at least two rounds
+    assert not keep_going(2, 100.0, repeats=5, min_seconds=3, max_seconds=60)
+    assert not keep_going(1, 0.0, repeats=1, min_seconds=0, max_seconds=60)
+
+
+def test_select_is_skipped_above_the_limit_unless_forced():
+    pairs = [Pair(n, Path("/nowhere")) for n in (10**5, 10**7)]
+    args = argparse.Namespace(select_limit=10**6, timing_only=False)
+    steps, skipped = plan(pairs, ["cython", "select"], args)
+    assert {(s.engine, s.pair.photons) for s in steps} == {("cython", 10**5), ("cython", 10**7), ("select", 10**5)}
+    assert [(s["engine"], s["size"]) for s in skipped] == [("select", "10M")]
+    assert "--select-limit" in skipped[0]["reason"]
+    assert {s.kind for s in steps if s.engine == "select"} == {"timing", "memory", "cprofile", "lines"}
+    assert "lines" not in {s.kind for s in steps if s.engine == "cython"}
+    args.select_limit = 0  # no limit
+    steps, skipped = plan(pairs, ["select"], args)
+    assert not skipped and {s.pair.photons for s in steps} == {10**5, 10**7}
+
+
+def test_counts_and_labels():
+    assert parse_count("100k") == 100_000 and parse_count("1M") == 1_000_000 and parse_count("2.5M") == 2_500_000
+    assert [size_label(n) for n in (5000, 100_000, 1_000_000, 2_500_000, 10_000_000, 1234)] == \
+        ["5k", "100k", "1M", "2.5M", "10M", "1234"]
+    with pytest.raises(ValueError):
+        parse_count("many")
+
+
+@pytest.mark.parametrize("new, spread, status", [
+    (1.1, (1.05, 1.1), "ok"),  # within the threshold
+    (1.5, (0.95, 1.5), "not significant"),  # beyond it, but the spreads overlap
+    (1.5, (1.45, 1.5), "REGRESSION"),
+    (0.5, (0.5, 0.55), "improved"),
+])
+def test_verdicts(new, spread, status):
+    v = regression.Verdict("cython", "1M", 10**6, 1.0, (0.98, 1.0), new, spread)
+    assert v.status(0.25) == status
+
+
+def test_targets_on_made_up_numbers():
+    def case(engine, n, median, ratio=None, heap=None, anon=None):
+        c = {"engine": engine, "photons": n, "size": size_label(n),
+             "timing": {"engine": {"median": median, "min": median}, "ratio": {"median": ratio, "min": ratio}}}
+        if heap is not None:
+            c["memory"] = {"heap_peak_mb": heap, "anon_peak_mb": anon}
+        return c
+    results = {"cases": [case("cython", 10**6, 0.1, 1.2, 5.0, 3.0), case("cython", 10**7, 1.0, 1.4, 5.5, 3.0),
+                         case("numpy", 10**7, 40.0), case("select", 10**6, 10.0)]}
+    got = {t["target"]: t for t in targets.evaluate(results)}
+    assert all(t["status"] == "met" for t in got.values()), got
+    results["cases"][1]["memory"]["heap_peak_mb"] = 50.0  # 10x the peak at 10x N: not independent of N
+    got = [t for t in targets.evaluate(results) if "heap" in t["target"] and "independent" in t["target"]]
+    assert got[0]["status"] == "MISSED"
