@@ -106,9 +106,12 @@ def measure(run, *, sample_interval: float = 0.002, mprof_interval: float = 0.01
                                 include_children=False, max_iterations=1)
     end = inside["end"]
     anon_sampled = inside["peak"]["RssAnon"]
-    # at the moment of the high-water mark the file-backed part was at most its final value
+    # at the moment of the high-water mark the file-backed part was at most its final
+    # value, unless the kernel reclaimed file pages during the run (an input bigger than
+    # RAM): then that bound says nothing and the sampled RssAnon stands alone
+    file_shrank = inside["peak"]["RssFile"] > end.get("RssFile", 0)
     anon_from_hwm = (end.get("VmHWM", 0) - end.get("RssFile", 0) - end.get("RssShmem", 0)
-                     if inside["hwm_reset"] else 0)
+                     if inside["hwm_reset"] and not file_shrank else 0)
     anon_peak = max(anon_sampled, anon_from_hwm)
     file_peak = max(inside["peak"]["RssFile"], end.get("RssFile", 0))
     return {

@@ -16,7 +16,7 @@ from conftest import _unshadow_cyext, random_pair  # noqa: E402
 from photonab import EventPair, compare  # noqa: E402
 from photonab.engines import get_engine  # noqa: E402
 from photonab.engines.compiled import CythonEngine  # noqa: E402
-from photonab.engines.distributed import DaskEngine, check_ranges, release_pages, same_comparison  # noqa: E402
+from photonab.engines.distributed import DaskEngine, check_ranges, release_pages  # noqa: E402
 from photonab.errors import InputError  # noqa: E402
 
 BLOCK = _unshadow_cyext().SUM_BLOCK
@@ -87,9 +87,9 @@ class Bar:
 
 def assert_same_as_cython(pair, result):
     reference = compare(pair, CythonEngine(n_threads=1))
-    assert same_comparison(result, reference)
+    assert result.same_tables(reference)
     assert result.rc == reference.rc
-    # the ox sums, bit for bit (same_comparison uses array_equal, this says it plainly)
+    # the ox sums, bit for bit (same_tables uses array_equal, this says it plainly)
     assert result["ox"].raw.sum.tobytes() == reference["ox"].raw.sum.tobytes()
 
 
@@ -138,7 +138,7 @@ def test_same_tables_for_some_tables_and_many_histories(tmp_path, engine):
     for tables in (("ox",), ("rtime", "rpol")):
         result = compare(pair, eng, tables=tables)
         reference = compare(pair, "cython", tables=tables)
-        assert len(result.history) > 2 * BLOCK and same_comparison(result, reference)
+        assert len(result.history) > 2 * BLOCK and result.same_tables(reference)
 
 
 class DieOnce:

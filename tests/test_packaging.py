@@ -61,3 +61,13 @@ def test_builds_and_runs_without_openmp(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(tmp_path / "lib")))
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(sorted([143] * 6 + [142]))
+
+
+def test_missing_compiled_module_is_a_clear_error(monkeypatch):
+    import pytest
+
+    from photonab import InputError
+    from photonab.engines.compiled import import_cyext
+    monkeypatch.setitem(sys.modules, "cyext", None)  # import cyext now raises ImportError
+    with pytest.raises(InputError, match="pip install ."):
+        import_cyext()

@@ -170,3 +170,24 @@ def test_targets_on_made_up_numbers():
     results["cases"][1]["memory"]["heap_peak_mb"] = 50.0  # 10x the peak at 10x N: not independent of N
     got = [t for t in targets.evaluate(results) if "heap" in t["target"] and "independent" in t["target"]]
     assert got[0]["status"] == "MISSED"
+
+
+def test_streaming_reports_cold_and_warm(tmp_path):
+    from profiles import streaming
+    proc = subprocess.run([sys.executable, "-m", "profiles.streaming", "--sizes", "3k", "--cache", tmp_path / "c",
+                           "--json", tmp_path / "s.json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert rows[0]["photons"] == 3000 and rows[0]["cold_s"] > 0 and rows[0]["warm_s"] > 0
+    assert rows[0]["anon_peak_mb"] < 64 and "cold GB/s" in proc.stdout
+    assert streaming.pair_bytes(Pair(3000, tmp_path / "c" / "pair-3k-seed1")) == rows[0]["bytes_read"]
+
+
+def test_dask_scaling_checks_tables(tmp_path):
+    pytest.importorskip("distributed")
+    from conftest import random_pair
+    from profiles import scaling
+    a, b = random_pair(tmp_path, 3000)
+    assert scaling.main([str(a), str(b), "--workers", "1", "--repeat", "1", "--json", str(tmp_path / "w.json")]) == 0
+    data = json.loads((tmp_path / "w.json").read_text())
+    assert data["photons"] == 3000 and data["dask"]["1"]["min"] > 0

@@ -49,6 +49,13 @@ class Comparison:
     def __getitem__(self, table: str) -> DeviationTable:
         return self.tables[table]
 
+    def same_tables(self, other: "Comparison") -> bool:
+        """Identical history counts and deviation aggregates (engines must agree exactly)."""
+        h, o = self.history, other.history
+        return (np.array_equal(h.codes, o.codes) and np.array_equal(h.a, o.a) and np.array_equal(h.b, o.b)
+                and self.tables.keys() == other.tables.keys()
+                and all(self.tables[t].raw.equals(other.tables[t].raw) for t in self.tables))
+
     def render(self, rows: int = 10, history_rows: int = 20, skip=()) -> str:
         return report.render_comparison(self, rows=rows, history_rows=history_rows, skip=skip)
 

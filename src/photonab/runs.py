@@ -15,7 +15,7 @@ import numpy as np
 
 from . import report, seqhis
 from .comparison import Comparison, compare
-from .cuts import LEVELS, OX_CUTS, TABLES
+from .cuts import OX_CUTS, TABLES
 from .engines import get_engine
 from .engines.base import DeviationAggregate, HistoryCounts
 from .errors import InputError

@@ -18,10 +18,11 @@ def import_cyext():
     """The compiled extension, or a clear error when only its sources are reachable."""
     try:
         import cyext
-        cyext.effective_threads
-    except (ImportError, AttributeError):
+    except ImportError:
+        cyext = None
+    if not hasattr(cyext, "effective_threads"):  # None, or the namespace of the source folder
         raise InputError("the compiled module 'cyext' is not installed (or the source folder "
-                         "shadows it); install the project with `pip install .`") from None
+                         "shadows it); install the project with `pip install .`")
     return cyext
 
 
