@@ -106,3 +106,17 @@ def test_ox_cuts_are_user_settable(tmp_path):
     assert loose.tables["ox"].ndisc.sum() == 0
     with pytest.raises(ValueError, match="increasing"):
         Cuts.for_domains(pair.domains, ox=(0.5, 0.1, 0.2))
+
+
+def test_tables_show_themselves(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 500))
+    r = compare(pair)
+    assert repr(r.history).startswith("<HistoryTable") and "history table" in r.history.render()
+    assert repr(r["rtime"]).startswith("<DeviationTable rtime") and "rtime deviations" in r["rtime"].render()
+
+
+def test_engines_agree_on_one_photon(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 1, p_aligned=1.0))
+    results = [compare(pair, e) for e in ("cython", "numpy", "select")]
+    assert all(results[0].same_tables(r) for r in results[1:])
+    assert results[0]["rpost"].nitem.tolist() == [1]

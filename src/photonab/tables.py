@@ -75,6 +75,16 @@ class HistoryTable:
     def to_dict(self, limit=None, skip=()) -> dict:
         return {**self.summary(), "rows": self.rows(limit, skip)}
 
+    def render(self, limit: int | None = 20, skip=()) -> str:
+        from .report import render_history
+        return render_history(self, limit, skip)
+
+    def __repr__(self):
+        return f"<HistoryTable {len(self)} histories, c2/ndf {self.c2p:.3f}, p-value {self.pvalue:.3g}>"
+
+    def _repr_pretty_(self, p, cycle):  # IPython shows the table
+        p.text(repr(self) if cycle else self.render())
+
 
 class DeviationTable:
     """One deviation table (rpost, rtime, rpol or ox): per history of the aligned photons,
@@ -152,3 +162,13 @@ class DeviationTable:
 
     def to_dict(self, limit=None, skip=()) -> dict:
         return {**self.summary(), "rows": self.rows(limit, skip)}
+
+    def render(self, limit: int | None = 10, skip=()) -> str:
+        from .report import render_deviation
+        return render_deviation(self, limit, skip)
+
+    def __repr__(self):
+        return f"<DeviationTable {self.table} {len(self)} histories, level {self.level}>"
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(repr(self) if cycle else self.render())
