@@ -83,3 +83,9 @@ def test_synth_then_demo_cli(tmp_path, capsys):
     mtime = (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime
     main(["demo", "--photons", "30k", "--cache", str(tmp_path / "cache"), "--no-progress"])
     assert (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime == mtime
+
+
+def test_unwritable_reports_exit_64(tmp_path, capsys):
+    a, b = random_pair(tmp_path, 100)
+    assert main(["compare", str(a), str(b), "--no-progress", "--json", str(tmp_path / "no" / "r.json")]) == 64
+    assert "cannot write the JSON report" in capsys.readouterr().err

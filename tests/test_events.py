@@ -152,3 +152,27 @@ def test_pair_fdom_differs(pair_dirs):
     np.save(pair_dirs[1] / "fdom.npy", fdom)
     with pytest.raises(InputError, match="differ in domains"):
         EventPair.open(*pair_dirs)
+
+
+def test_pair_photon_count_differs_behind_a_slice(tmp_path):
+    a, _ = random_pair(tmp_path / "x", 100)
+    _, b = random_pair(tmp_path / "y", 120)
+    with pytest.raises(InputError, match="differ in photon count.*ph.npy has 100.*ph.npy has 120"):
+        EventPair.open(a, b, msli=":50")
+
+
+def test_corrupt_header_with_a_huge_shape(pair_dirs):
+    path = pair_dirs[0] / "ox.npy"
+    data = path.read_bytes()
+    # the header claims 2**60 photons: the size must not wrap around to "fits"
+    path.write_bytes(data.replace(b"(500, 4, 4)", b"(1152921504606846976, 4, 4)"))
+    with pytest.raises(InputError, match="ox.npy"):
+        Event(pair_dirs[0])
+
+
+def test_identical_domains_with_nan_are_equal(pair_dirs):
+    fdom = FDOM.copy()
+    fdom[1, 0, 3] = np.nan  # an unused slot
+    for d in pair_dirs:
+        np.save(d / "fdom.npy", fdom)
+    assert EventPair.open(*pair_dirs).n == 500

@@ -70,3 +70,21 @@ def test_run_cli_by_tags(tmp_path, capsys):
     assert "run of 2 events, 800 photons" in out and "combined history table" in out
     assert rc in range(16)
     assert main(["run", "A_ONLY", "--no-progress"]) == 64
+
+
+def test_run_with_reference_engines_when_an_event_shares_no_history(tmp_path):
+    d1 = random_pair(tmp_path / "e1", 300, p_aligned=0.0, n_codes=1)  # no aligned photon
+    ph = np.load(d1[1] / "ph.npy")
+    ph[:, 0, 0] = 0xcd  # B's history never appears in A
+    np.save(d1[1] / "ph.npy", ph)
+    d2 = random_pair(tmp_path / "e2", 500, nan=1)
+    runs = {e: compare_run([d1, d2], e) for e in ("cython", "numpy")}
+    for t in ("rpost", "ox"):
+        assert runs["cython"].tables[t].raw.equals(runs["numpy"].tables[t].raw)
+    assert runs["numpy"].tables["ox"].mx.dtype == np.float64
+
+
+def test_run_rejects_chase(tmp_path, capsys):
+    d = random_pair(tmp_path, 100)
+    assert main(["run", str(d[0]), str(d[1]), "--chase", "3", "--no-progress"]) == 64
+    assert "--chase works on one event" in capsys.readouterr().err

@@ -120,3 +120,13 @@ def test_engines_agree_on_one_photon(tmp_path):
     results = [compare(pair, e) for e in ("cython", "numpy", "select")]
     assert all(results[0].same_tables(r) for r in results[1:])
     assert results[0]["rpost"].nitem.tolist() == [1]
+
+
+def test_tables_asked_twice_or_none(tmp_path):
+    from photonab import InputError
+    pair = EventPair.open(*random_pair(tmp_path, 800))
+    once = [compare(pair, e, tables=("rpost", "rpost")) for e in ("cython", "numpy", "select")]
+    assert all(list(r.tables) == ["rpost"] for r in once)
+    assert once[0].same_tables(once[1]) and once[0].same_tables(once[2])
+    with pytest.raises(InputError, match="no table"):
+        compare(pair, tables=())

@@ -64,7 +64,7 @@ def _add_pair_arguments(p: argparse.ArgumentParser):
     p.add_argument("a_dir", nargs="?", help="event A folder (tag N, e.g. .../evt/box/torch/1)")
     p.add_argument("b_dir", nargs="?", help="event B folder (tag -N)")
     g = p.add_argument_group("event folders by tag, as the original tools: {base}/{pfx}/evt/{det}/{src}/{tag} and -{tag}")
-    g.add_argument("--base", help="base folder (default $OPTICKS_EVENT_BASE or .)")
+    g.add_argument("--base", help="base folder (default $OPTICKS_EVENT_BASE)")
     g.add_argument("--pfx", default="", help="prefix folder, e.g. tboolean-box")
     g.add_argument("--det", default="box", help="detector (default box)")
     g.add_argument("--src", default="torch", help="source (default torch)")
@@ -182,6 +182,9 @@ def _run_compare(args, pair: EventPair) -> int:
 
 def _run_run(args) -> int:
     from .runs import compare_run, parse_tags
+    if args.chase:
+        raise InputError("--chase works on one event: run `photonab chase A B ...` on the event of a bad row "
+                         "(the combined tables show it as event:photon)")
     if args.pairs:
         if len(args.pairs) % 2:
             raise InputError("give event folders in pairs: A1 B1 A2 B2 ...")
@@ -203,12 +206,12 @@ def _report(args, result) -> int:
     hist_rows = None if args.hist_rows < 0 else args.hist_rows
     skip = args.skip
     print(result.render(rows=rows, history_rows=hist_rows, skip=skip))
-    if args.chase and hasattr(result, "chase"):
+    if args.chase:
         for name, table in result.tables.items():
             worst = table.worst_rows("ERROR")
             if len(worst):
                 print()
-                print(result.chase(name, row=int(worst[0]), limit=args.chase).render())
+                print(result.chase(name, row=int(worst[0]), limit=args.chase, n_threads=args.threads).render())
     if args.json:
         result.to_json(args.json, rows=rows, history_rows=hist_rows, skip=skip)
         print(f"wrote {args.json}", file=sys.stderr)

@@ -5,10 +5,8 @@ text, converts to JSON, and chases the photons behind a bad row.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -77,10 +75,7 @@ class Comparison:
                 "deviations": {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}}
 
     def to_json(self, path=None, **kw) -> str:
-        text = json.dumps(self.to_dict(**kw), indent=1, allow_nan=True)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
+        return report.write_json(self.to_dict(**kw), path)
 
     def chase(self, table: str, history=None, *, row: int | None = None, limit: int = 10,
               level: str | None = "WARNING", n_threads=None) -> "report.Chase":
@@ -103,7 +98,9 @@ def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=O
     ``progress`` True draws tqdm bars on stderr; a callable ``progress(total, desc)``
     returning a bar (with ``update`` and context-manager use) is used as is.
     """
-    tables = tuple(tables)
+    tables = tuple(dict.fromkeys(tables))  # each table once, in the order asked
+    if not tables:
+        raise InputError(f"no table asked for; tables are {', '.join(TABLES)}")
     for t in tables:
         if t not in TABLES:
             raise InputError(f"unknown table {t!r}; tables are {', '.join(TABLES)}")

@@ -6,6 +6,7 @@ and the decoders turn only the photons asked for into float32 values.
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import re
@@ -90,13 +91,16 @@ def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -
         pretty = "(" + ", ".join("N" if i == 0 and not whole else ("*" if e is None else str(e))
                                  for i, e in enumerate(expect)) + ")"
         raise InputError(f"{path}: shape {shape} but expected {pretty}")
-    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    need = offset + math.prod(shape) * dtype.itemsize  # Python ints: a corrupt shape cannot wrap
     have = os.path.getsize(path)
     if have < need:
         raise InputError(f"{path}: truncated: {have} bytes on disk, header promises {need}")
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.load(path, mmap_mode="r") if not whole else np.load(path)
+    try:
+        if math.prod(shape) == 0:
+            return np.zeros(shape, dtype)
+        return np.load(path, mmap_mode="r") if not whole else np.load(path)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from None
 
 
 def advise_sequential(arr: np.ndarray) -> None:
@@ -231,13 +235,13 @@ class Event:
         """Decoded record positions (k, maxrec, 3) float32 in mm."""
         s = np.asarray(self.rx[sel][..., 0, :3], dtype=np.float32)
         d = self.domains
-        return s * np.float32(d.extent / np.float32(32767)) + d.center
+        return s * d.extent / np.float32(32767) + d.center
 
     def times(self, sel=slice(None)) -> np.ndarray:
         """Decoded record times (k, maxrec) float32 in ns."""
         s = np.asarray(self.rx[sel][..., 0, 3], dtype=np.float32)
         d = self.domains
-        return s * np.float32(d.tmax / np.float32(32767)) + d.t0
+        return s * d.tmax / np.float32(32767) + d.t0
 
     def _record_bytes(self, sel) -> np.ndarray:
         q = np.ascontiguousarray(self.rx[sel][..., 1, :])
@@ -252,7 +256,7 @@ class Event:
         """Decoded record wavelengths (k, maxrec) float32 in nm."""
         u = self._record_bytes(sel)[..., 3].astype(np.float32)
         d = self.domains
-        return u * np.float32(d.wl_range / np.float32(255)) + d.wl_low
+        return u * d.wl_range / np.float32(255) + d.wl_low
 
 
 class EventPair:
@@ -260,12 +264,13 @@ class EventPair:
 
     def __init__(self, a: Event, b: Event):
         self.a, self.b = a, b
-        if a.n != b.n:
-            raise InputError(f"A and B differ in photon count: {a.path} has {a.n}, {b.path} has {b.n}")
+        if a.n_total != b.n_total or a.n != b.n:  # a slice must not hide a mismatch
+            raise InputError(f"A and B differ in photon count: {a.path / 'ph.npy'} has {a.n_total}, "
+                             f"{b.path / 'ph.npy'} has {b.n_total}")
         if a.maxrec != b.maxrec:
             raise InputError(f"A and B differ in maxrec: {a.path / 'idom.npy'} has {a.maxrec}, "
                              f"{b.path / 'idom.npy'} has {b.maxrec}")
-        if not np.array_equal(a.fdom, b.fdom):
+        if a.fdom.tobytes() != b.fdom.tobytes():  # bytes: a NaN in an unused slot is still equal
             raise InputError(f"A and B differ in domains: {a.path / 'fdom.npy'} != {b.path / 'fdom.npy'}; "
                              "records compressed on different domains cannot be compared")
 

@@ -69,5 +69,10 @@ def plot_comparison(result, path, rows: int = 20, skip=()):
              else f"run of {len(result.events)} events ({h.n_a} photons)")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(Path(path), dpi=110)
+    except OSError as exc:
+        from .errors import InputError
+        raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)

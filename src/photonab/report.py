@@ -5,13 +5,28 @@ deviations, the level at the end of the line.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from . import seqhis
+from .errors import InputError
 from .cuts import LEVELS
 from .tables import DeviationTable, HistoryTable
 
 LABEL_WIDTH = 32
+
+
+def write_json(data: dict, path=None) -> str:
+    """JSON text of ``data``, also written to ``path`` when given."""
+    text = json.dumps(data, indent=1)
+    if path is not None:
+        try:
+            Path(path).write_text(text)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
+    return text
 
 
 def format_slice(s: slice) -> str:

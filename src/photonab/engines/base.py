@@ -71,7 +71,9 @@ def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCu
     """Rows of several aggregates (e.g. one per history row) as one aggregate."""
     names = [f.name for f in fields(DeviationAggregate) if f.name not in ("table", "cuts")]
     if not parts:
-        empty = {n: np.zeros((0, 3) if n == "ndisc" else 0, np.uint64 if n == "codes" else np.int64)
+        floats = ("max", "min", "sum") if table == "ox" else ()  # ox deviations are physical floats
+        empty = {n: np.zeros((0, 3) if n == "ndisc" else 0,
+                             np.uint64 if n == "codes" else np.float64 if n in floats else np.int64)
                  for n in names}
         return DeviationAggregate(table, **empty, cuts=cuts)
     return DeviationAggregate(table, **{n: np.concatenate([getattr(p, n) for p in parts]) for n in names},
