@@ -130,3 +130,9 @@ def test_tables_asked_twice_or_none(tmp_path):
     assert once[0].same_tables(once[1]) and once[0].same_tables(once[2])
     with pytest.raises(InputError, match="no table"):
         compare(pair, tables=())
+
+
+def test_json_names_the_file_row_of_the_worst_photon(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5), msli="100::3")
+    rows = compare(pair).to_dict()["deviations"]["rpost"]["rows"]
+    assert all(r["worst_file_row"] == 100 + 3 * r["worst_photon"] for r in rows)

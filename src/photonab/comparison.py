@@ -69,10 +69,15 @@ class Comparison:
         p.text(repr(self) if cycle else self.render())
 
     def to_dict(self, rows=None, history_rows=None, skip=()) -> dict:
+        deviations = {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}
+        file_rows = range(self.pair.a.n_total)[self.pair.a.msli]
+        for table in deviations.values():  # worst_photon counts sliced photons; say the file row too
+            for row in table["rows"]:
+                row["worst_file_row"] = file_rows[row["worst_photon"]] if row["worst_photon"] >= 0 else -1
         return {"a": str(self.pair.a.path), "b": str(self.pair.b.path), "photons": self.pair.n,
                 "msli": report.format_slice(self.pair.a.msli), "engine": self.engine, "rc": self.rc,
                 "seconds": self.seconds, "history": self.history.to_dict(history_rows, skip),
-                "deviations": {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}}
+                "deviations": deviations}
 
     def to_json(self, path=None, **kw) -> str:
         return report.write_json(self.to_dict(**kw), path)
