@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cuts import LEVELS, OX_CUTS, TABLES
 from .errors import InputError
-from .events import EventPair, parse_msli
+from .events import EventPair, parse_msli, tag_folders
 
 DEMO_PHOTONS = 1_000_000
 EPILOG = """examples:
@@ -79,10 +79,14 @@ def _open_pair(args) -> EventPair:
         if not (args.a_dir and args.b_dir):
             raise InputError("give both A_DIR and B_DIR, or neither and use --base/--pfx/--det/--src/--tag")
         return EventPair.open(args.a_dir, args.b_dir, args.msli)
-    base = args.base or os.environ.get("OPTICKS_EVENT_BASE")
+    base = _event_base(args)
     if base is None:
         raise InputError("no events given: pass A_DIR B_DIR, or --base (or $OPTICKS_EVENT_BASE) with --tag")
     return EventPair.from_tag(base, args.pfx, args.det, args.src, args.tag, args.msli)
+
+
+def _event_base(args):
+    return args.base or os.environ.get("OPTICKS_EVENT_BASE")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,11 +194,10 @@ def _run_run(args) -> int:
             raise InputError("give event folders in pairs: A1 B1 A2 B2 ...")
         pairs = list(zip(args.pairs[::2], args.pairs[1::2]))
     else:
-        base = args.base or os.environ.get("OPTICKS_EVENT_BASE")
+        base = _event_base(args)
         if base is None or args.tags is None:
             raise InputError("give A_DIR B_DIR pairs, or --base (or $OPTICKS_EVENT_BASE) with --tags")
-        root = Path(base) / args.pfx / "evt" / args.det / args.src
-        pairs = [(root / t, root / f"-{t}") for t in parse_tags(args.tags)]
+        pairs = [tag_folders(base, args.pfx, args.det, args.src, t) for t in parse_tags(args.tags)]
     result = compare_run(pairs, _make_engine(args), tables=_tables(args), ox_cuts=args.ox_cuts, msli=args.msli,
                          progress=not args.no_progress)
     return _report(args, result)

@@ -70,7 +70,7 @@ class Comparison:
 
     def to_dict(self, rows=None, history_rows=None, skip=()) -> dict:
         deviations = {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}
-        file_rows = range(self.pair.a.n_total)[self.pair.a.msli]
+        file_rows = self.pair.a.file_rows
         for table in deviations.values():  # worst_photon counts sliced photons; say the file row too
             for row in table["rows"]:
                 row["worst_file_row"] = file_rows[row["worst_photon"]] if row["worst_photon"] >= 0 else -1

@@ -222,6 +222,11 @@ class Event:
         return self.domains.maxrec
 
     @property
+    def file_rows(self) -> range:
+        """Row in the files of each (``--msli``-sliced) photon index."""
+        return range(self.n_total)[self.msli]
+
+    @property
     def seqhis(self) -> np.ndarray:
         return self.ph[:, 0, 0]
 
@@ -259,6 +264,13 @@ class Event:
         return u * d.wl_range / np.float32(255) + d.wl_low
 
 
+def tag_folders(base, pfx, det, src, tag) -> tuple[Path, Path]:
+    """``{base}/{pfx}/evt/{det}/{src}/{tag}`` and ``-{tag}``, like the original tools."""
+    tag = str(tag).lstrip("-")
+    root = Path(base) / pfx / "evt" / det / src
+    return root / tag, root / f"-{tag}"
+
+
 class EventPair:
     """Event A (GPU, tag N) and event B (Geant4 reference, tag -N) of one comparison."""
 
@@ -280,10 +292,8 @@ class EventPair:
 
     @classmethod
     def from_tag(cls, base, pfx, det, src, tag, msli=None) -> "EventPair":
-        """Resolve ``{base}/{pfx}/evt/{det}/{src}/{tag}`` and ``-{tag}`` like the original tools."""
-        tag = str(tag).lstrip("-")
-        root = Path(base) / pfx / "evt" / det / src
-        return cls.open(root / tag, root / f"-{tag}", msli)
+        """Open the pair at :func:`tag_folders`."""
+        return cls.open(*tag_folders(base, pfx, det, src, tag), msli)
 
     @property
     def n(self) -> int:

@@ -117,8 +117,8 @@ class Chase:
         self.index = np.asarray(index, np.int64)
         self.deviation = np.asarray(deviation, np.float64)
         self.found = int(found)
-        positions = range(pair.a.n_total)[pair.a.msli]
-        self.file_index = np.array([positions[i] for i in self.index], np.int64)
+        rows = pair.a.file_rows
+        self.file_index = np.array([rows[i] for i in self.index], np.int64)
 
     def __len__(self):
         return len(self.index)
