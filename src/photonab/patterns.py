@@ -8,8 +8,9 @@ Forms (docs/analysis.md, section 1), several joined by ``,`` (any of them matche
 - a hex code, written like the code itself, highest nibble (last step) first:
   ``8ccd`` is ``TO BT BT SA``. A leading ``.`` is the continuation (``.6ccd`` is
   ``TO BT BT SC ..``, as in the original); a ``.`` elsewhere is one step of any kind
-  (``8.cd`` = ``TO BT ? SA``). Hex is lowercase (``0x`` allowed), so it never reads as
-  a label; a label token may also be ``.`` for one step of any kind.
+  (``8.cd`` = ``TO BT ? SA``). Hex is lowercase with at least one digit (``0x``
+  allowed), so it never reads as a label; a label token may also be ``.`` for one step
+  of any kind.
 - ``[TO]``: brackets around one label token mark a slot (the original's way of naming
   the slot to histogram); they do not change what matches.
 
@@ -31,7 +32,7 @@ from .flags import ERAS, LEGACY_ERA
 
 #: the longest history a pattern may describe (128-bit codes)
 MAX_PATTERN_STEPS = 32
-_HEX = re.compile(r"^(0x)?\.?[0-9a-f.]+$")
+_HEX = re.compile(r"^(0x)?[0-9a-f.]*[0-9a-f][0-9a-f.]*$")  # at least one hex digit
 _ONES = 0x1111111111111111  # bit 0 of every nibble of one word
 _ALL = 0xFFFFFFFFFFFFFFFF
 
@@ -216,7 +217,7 @@ def parse_pattern(text: str | HistoryPattern, era: str = LEGACY_ERA) -> HistoryP
         raise InputError(f"history pattern {text!r}: empty pattern (patterns are joined by ',')")
     alternatives = []
     for part in parts:
-        if " " not in part and _HEX.match(part) and part not in (".", ".."):
+        if " " not in part and _HEX.match(part):
             alternatives.append(_parse_hex(part))
         else:
             alternatives.append(_parse_label(part, table))
