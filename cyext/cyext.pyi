@@ -55,3 +55,30 @@ def chase(out_index: npt.NDArray[np.int64], out_dev: npt.NDArray[np.float64], ta
           seq_a: npt.NDArray[np.uint64], seq_b: npt.NDArray[np.uint64], start: int, stop: int,
           n_threads: int | None = None) -> tuple[int, int]: ...
 def read_floor(words: npt.NDArray[np.uint64], n_threads: int | None = None) -> int: ...
+
+# _migration.pxi: history migration, photon selection, two code columns in one pass
+PAIR_ROOM: int
+
+class MigrationCounter:
+    capacity: int
+    rounds: int
+    part: int
+    keep: int
+    n_migrated: int
+    unplaced: int
+    unplaced_pairs: int
+    overflowed: bool
+    def __init__(self, capacity: int = ..., rounds: int = 1, part: int = 0, keep: int = 0) -> None: ...
+    def __len__(self) -> int: ...
+    def add(self, seq_a: npt.NDArray[np.uint64], seq_b: npt.NDArray[np.uint64], start: int = 0,
+            stop: int | None = None, n_threads: int | None = None) -> None: ...
+    def result(self) -> dict[str, Any]: ...
+
+def select_photons(out: npt.NDArray[np.uint8], seq_a: npt.NDArray[np.uint64], wanted_a: GroupIndex | None = None,
+                   seq_b: npt.NDArray[np.uint64] | None = None, wanted_b: GroupIndex | None = None,
+                   migrated: int = 0, start: int = 0, stop: int | None = None,
+                   n_threads: int | None = None) -> int: ...
+def count_two(first: HistoryCounter, second: HistoryCounter, first_a: npt.NDArray[np.uint64],
+              first_b: npt.NDArray[np.uint64], second_a: npt.NDArray[np.uint64],
+              second_b: npt.NDArray[np.uint64], start: int = 0, stop: int | None = None,
+              n_threads: int | None = None) -> None: ...
