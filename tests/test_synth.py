@@ -430,16 +430,29 @@ def test_unwritable_output(tmp_path):
         synthesize(blocker, 10, progress=False)
 
 
-def test_interrupted_run_leaves_no_openable_event(tmp_path, monkeypatch):
-    import photonab.synth as synth
+def test_interrupted_run_leaves_the_previous_pair_and_no_partial_folder(tmp_path, monkeypatch):
+    import photonab.synth.scheduler as scheduler
 
     a, b = synthesize(tmp_path, 1000, progress=False)
+    before = read_all(a, b)
 
     def broken(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_simulate_block", broken)
+    monkeypatch.setattr(scheduler, "_simulate_block", broken)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(tmp_path, 1000, progress=False)  # overwriting the finished pair
-    with pytest.raises(InputError, match="missing file"):
-        EventPair.open(a, b)
+        synthesize(tmp_path, 1000, seed=9, progress=False)  # overwriting the finished pair
+    assert read_all(a, b) == before  # the old pair, untouched
+    assert sorted(p.name for p in a.parent.iterdir()) == ["-1", "1"]  # no temporary folder left
+    EventPair.open(a, b)
+
+
+def test_interrupted_first_run_leaves_nothing(tmp_path, monkeypatch):
+    import photonab.synth.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "_simulate_block", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path, 1000, progress=False)
+    folder = tmp_path / "evt" / "box" / "torch"
+    assert list(folder.iterdir()) == []
+    assert not (tmp_path / "synth.json").exists()
