@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from photonab.atomic import atomic_path
+
 from .summary import ENGINE_ORDER
 
 COLOURS = {"cython": "tab:blue", "numpy": "tab:orange", "select": "tab:red"}
@@ -12,11 +14,10 @@ MEMORY_BARS = (("heap_peak_mb", "heap (tracemalloc)"), ("anon_peak_mb", "anon RS
                ("file_touched_mb", "file-backed RSS"), ("rss_peak_mprof_mb", "RSS (memory_profiler)"))
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _figure(**kwargs):
+    """A matplotlib Figure of its own (no pyplot state, no backend switch)."""
+    from matplotlib.figure import Figure
+    return Figure(**kwargs)
 
 
 def _engines(cases) -> list[str]:
@@ -26,9 +27,9 @@ def _engines(cases) -> list[str]:
 
 def time_plot(results: dict, path: Path) -> Path:
     """Median seconds against photons per engine (bars: min..median), and the read floor."""
-    plt = _pyplot()
     timed = [c for c in results["cases"] if c.get("timing")]
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = _figure(figsize=(7, 5))
+    ax = fig.subplots()
     for engine in _engines(timed):
         cases = sorted((c for c in timed if c["engine"] == engine), key=lambda c: c["photons"])
         n = [c["photons"] for c in cases]
@@ -50,17 +51,17 @@ def time_plot(results: dict, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 
 def memory_plot(results: dict, path: Path) -> Path:
     """One panel per size: per engine, heap / anon / file / RSS bars (log scale, MB)."""
-    plt = _pyplot()
     measured = [c for c in results["cases"] if c.get("memory")]
     sizes = sorted({(c["photons"], c["size"]) for c in measured})
-    fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(5.5 * max(1, len(sizes)), 4.8), squeeze=False)
+    fig = _figure(figsize=(5.5 * max(1, len(sizes)), 4.8))
+    axes = fig.subplots(1, max(1, len(sizes)), squeeze=False)
     width = 0.8 / len(MEMORY_BARS)
     for ax, (photons, size) in zip(axes[0], sizes):
         engines = _engines([c for c in measured if c["photons"] == photons])
@@ -81,6 +82,6 @@ def memory_plot(results: dict, path: Path) -> Path:
     columns = len(MEMORY_BARS) if len(sizes) > 1 else 2
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8)
     fig.tight_layout(rect=(0, 0.04 * len(MEMORY_BARS) / columns + 0.02, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path

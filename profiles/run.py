@@ -6,6 +6,9 @@ Run from the repository root:
     python -m profiles.run --quick                        # smoke run, under a minute
     python -m profiles.run --sizes 10M --engines cython,numpy
     python -m profiles.run --compare                      # regression check against profiles/baseline.json
+    python -m profiles.run --peers                        # ... and numba, polars, pandas beside the engines
+    python -m profiles.run streaming --sizes 1M,10M       # beyond RAM: cold and warm page cache
+    python -m profiles.run scaling --size 1M --workers 1,2  # local dask scaling
 
 For every size a synthetic A/B pair is generated once into the cache folder; for
 every engine and size, each measurement runs in a fresh process (``profiles.case``):
@@ -37,12 +40,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from photonab.atomic import write_text
+from photonab.engines import ENGINES
+
 from . import regression, summary, targets
 from .lineprofile import LINE_PROFILED
 from .machine import REPO, describe, other_processes
 from .pairs import Pair, cached_pair, default_cache, parse_count, size_label
 
-ENGINES = ("cython", "numpy", "select")
 DEFAULT_SIZES = "100k,1M"
 QUICK_SIZES = "20k"
 SELECT_LIMIT = "1M"
@@ -217,7 +222,7 @@ def _tables_agree(results: dict) -> dict:
 
 def save(results: dict, out: Path) -> Path:
     path = out / "results.json"
-    path.write_text(json.dumps(results, indent=1))
+    write_text(path, json.dumps(results, indent=1))
     return path
 
 
@@ -282,15 +287,26 @@ def report(results: dict, args, out: Path, baseline: dict | None) -> int:
         written += [time_plot(results, out / "time.png"), memory_plot(results, out / "memory.png")]
     text = summary.render(results, extra)
     written.append(out / "summary.txt")
-    written[-1].write_text(text + "\n")
+    write_text(written[-1], text + "\n")
     print(text)
     print(f"written to {out}: " + ", ".join(os.path.relpath(p, out) for p in written)
           + ("" if args.timing_only else ", cprofile/, lines/"))
     return code
 
 
+#: other measurements reachable as ``python -m profiles.run NAME ...`` (NAME's own options)
+SUBCOMMANDS = {
+    "streaming": ("profiles.streaming", "beyond RAM: the cython engine over growing pairs, cold and warm page cache"),
+    "scaling": ("profiles.scaling", "local dask scaling: 1 vs 2 (or more) worker processes"),
+}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        return module.main(argv[1:])
     args = build_parser().parse_args(argv)
     _settle(args)
     _check_packages(args.timing_only)
