@@ -37,9 +37,10 @@ from .migrations import DEFAULT_MIGRATIONS, MANIFEST, Migration, parse_migration
 from .physics import Slot, Tracks, _physics_words, _torch, propagate
 from .scene import EXTENT, TMAX, WL_DOMAIN
 from .scheduler import pair_folders, synthesize, usable_cores
+from .sevt import event_folders, synthesize_sevt
 
 __all__ = [
-    "synthesize", "pair_folders", "DEFAULT_FAULTS", "FAULT_KINDS", "Fault", "parse_fault",
+    "synthesize", "pair_folders", "synthesize_sevt", "event_folders", "DEFAULT_FAULTS", "FAULT_KINDS", "Fault", "parse_fault",
     "DEFAULT_MIGRATIONS", "Migration", "parse_migration", "read_manifest", "MANIFEST",
     "propagate", "Tracks", "Slot", "compress", "final_photons", "domain_arrays", "domains",
     "EXTENT", "TMAX", "WL_DOMAIN", "usable_cores",
