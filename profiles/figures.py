@@ -9,7 +9,8 @@ from photonab.atomic import atomic_path
 
 from .summary import ENGINE_ORDER
 
-COLOURS = {"cython": "tab:blue", "numpy": "tab:orange", "select": "tab:red"}
+COLOURS = {"cython": "tab:blue", "numpy": "tab:orange", "select": "tab:red", "cython-rpost": "tab:cyan",
+           "numba": "tab:green", "polars": "tab:purple", "pandas": "tab:brown"}
 MEMORY_BARS = (("heap_peak_mb", "heap (tracemalloc)"), ("anon_peak_mb", "anon RSS"),
                ("file_touched_mb", "file-backed RSS"), ("rss_peak_mprof_mb", "RSS (memory_profiler)"))
 
@@ -50,6 +51,38 @@ def time_plot(results: dict, path: Path) -> Path:
     ax.set_title("full A/B comparison: time against photons")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    return path
+
+
+def ratio_plot(results: dict, path: Path) -> Path:
+    """Time / read floor (median, bar; min, tick) per engine and peer, one group per size:
+    photonab beside the peers, each measured beside its own floor in the same run."""
+    timed = [c for c in results["cases"] if c.get("timing")]
+    sizes = sorted({(c["photons"], c["size"]) for c in timed})
+    engines = _engines(timed)
+    fig = _figure(figsize=(max(6.0, 1.2 * len(engines) * max(1, len(sizes))), 4.8))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(engines))
+    for k, engine in enumerate(engines):
+        xs, med, low = [], [], []
+        for j, (photons, _) in enumerate(sizes):
+            case = next((c for c in timed if c["engine"] == engine and c["photons"] == photons), None)
+            if case:
+                xs.append(j + k * width)
+                med.append(case["timing"]["ratio"]["median"])
+                low.append(case["timing"]["ratio"]["min"])
+        ax.bar(xs, med, width, label=engine, color=COLOURS.get(engine))
+        ax.plot(xs, low, "k_", markersize=10)
+    ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label="read floor")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))], [label for _, label in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("time / read floor (bar: medians, tick: minima)")
+    ax.set_title("engines and peers as multiples of the read floor")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)

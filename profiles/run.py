@@ -47,6 +47,7 @@ from . import regression, summary, targets
 from .lineprofile import LINE_PROFILED
 from .machine import REPO, describe, other_processes
 from .pairs import Pair, cached_pair, default_cache, parse_count, size_label
+from .peers import NAMES, missing
 
 DEFAULT_SIZES = "100k,1M"
 QUICK_SIZES = "20k"
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {SELECT_LIMIT}; 0 = no limit)")
     p.add_argument("--threads", type=int, default=None, help="threads of the compiled code (default all)")
     p.add_argument("--timing-only", action="store_true", help="only the timing (for a fast regression check)")
+    p.add_argument("--peers", action="store_true",
+                   help="also time, beside the same floor, the rpost table by numba, polars and pandas and by "
+                        "photonab asked for rpost only (cython-rpost), each checked against photonab's maxima "
+                        "first; peers not installed are skipped with a note (pip install '.[peers]')")
     p.add_argument("--compare", type=Path, nargs="?", const=BASELINE, default=None, metavar="BASELINE",
                    help=f"check the time/floor ratios against a baseline results.json "
                         f"(without a value: {BASELINE.relative_to(REPO)})")
@@ -167,6 +172,14 @@ def plan(pairs: list[Pair], engines: list[str], args) -> tuple[list[Step], list[
                 continue
             steps.extend(Step(kind, engine, pair) for kind in kinds
                          if kind != "lines" or engine in LINE_PROFILED)
+        if getattr(args, "peers", False):
+            for peer in NAMES:
+                why = missing(peer)
+                if why:
+                    skipped.append({"engine": peer, "size": pair.label, "photons": pair.photons,
+                                    "reason": f"peer not run: {why}"})
+                else:
+                    steps.append(Step("timing", peer, pair))
     return steps, skipped
 
 
@@ -212,10 +225,11 @@ def _case(results: dict, engine: str, pair: Pair) -> dict:
 
 
 def _tables_agree(results: dict) -> dict:
-    """size -> engine -> digest of its tables (every engine must give the same tables)."""
+    """size -> engine -> digest of its tables (every engine must give the same tables;
+    the peers compute the rpost table only and are checked against photonab's instead)."""
     agree = {}
     for case in sorted(results["cases"], key=lambda c: c["photons"]):
-        if case.get("timing"):
+        if case.get("timing") and case["engine"] not in NAMES:
             agree.setdefault(case["size"], {})[case["engine"]] = case["timing"]["tables_digest"]
     return agree
 
@@ -244,7 +258,7 @@ def new_results(args, argv, pairs, skipped, cache) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join([Path(sys.executable).name, "-m", "profiles.run", *argv]),
         "machine": describe(),
-        "settings": {"sizes": args.sizes, "engines": args.engines, "repeats": args.repeats,
+        "settings": {"sizes": args.sizes, "engines": args.engines, "peers": args.peers, "repeats": args.repeats,
                      "min_seconds": args.min_seconds, "max_seconds": args.max_seconds, "threads": args.threads,
                      "select_limit": args.select_limit, "timing_only": args.timing_only, "cache": str(cache)},
         "pairs": [{"photons": p.photons, "size": p.label, "a": str(p.a), "b": str(p.b), "recipe": p.recipe}
@@ -283,8 +297,9 @@ def report(results: dict, args, out: Path, baseline: dict | None) -> int:
         code = regression.exit_code(results["regression"]) or code
     written = [save(results, out)]
     if not args.timing_only:
-        from .figures import memory_plot, time_plot
-        written += [time_plot(results, out / "time.png"), memory_plot(results, out / "memory.png")]
+        from .figures import memory_plot, ratio_plot, time_plot
+        written += [time_plot(results, out / "time.png"), ratio_plot(results, out / "ratio.png"),
+                    memory_plot(results, out / "memory.png")]
     text = summary.render(results, extra)
     written.append(out / "summary.txt")
     write_text(written[-1], text + "\n")
