@@ -11,6 +11,8 @@ Modules, one role each:
 - ``run``: the command line, runs the cases and writes the reports
 - ``case``: one measurement in a fresh process (``python -m profiles.case``), prints JSON
 - ``pairs``: synthetic A/B pairs, generated once into a cache folder
+- ``peers``: numba, polars, pandas implementations of the rpost table (``--peers``)
+- ``streaming``, ``scaling``: also ``python -m profiles.run streaming|scaling``
 - ``timing``: repeats of a comparison beside the read floor
 - ``memory``: heap (tracemalloc), anonymous and file-backed RSS, memory_profiler's RSS
 - ``callprofile``: cProfile reports sorted by internal time

@@ -11,6 +11,8 @@ import io
 import pstats
 from pathlib import Path
 
+from photonab.atomic import atomic_path, write_text
+
 TOP = 40
 #: the functions of the per-selection re-initialisation, by (file name ending, function)
 SELECTION = (("engines/selection.py", "set_selection"), ("engines/selection.py", "select_photons"))
@@ -60,11 +62,12 @@ def profile(run, prefix: Path, title: str) -> dict:
     profiler = cProfile.Profile()
     profiler.runcall(run)
     prof, txt = (prefix.parent / f"{prefix.name}{ext}" for ext in (".prof", ".txt"))
-    profiler.dump_stats(prof)
+    with atomic_path(prof) as tmp:
+        profiler.dump_stats(tmp)
     text = io.StringIO()
     stats = pstats.Stats(profiler, stream=text)
     text.write(f"{title}\n")
     stats.sort_stats("time").print_stats(TOP)
-    txt.write_text(text.getvalue())
+    write_text(txt, text.getvalue())
     return {"prof": str(prof), "text": str(txt), "total_s": stats.total_tt,
             "calls": stats.total_calls, "top": top_functions(stats), "selection": selection_cost(stats)}

@@ -58,7 +58,26 @@ def _touch_inputs(pair, n_threads):
     read_floor(floor_words(pair), n_threads)
 
 
+def _measure_peer(args) -> dict:
+    """Timing of a peer (profiles.peers): its rpost table beside the same floor."""
+    from photonab import EventPair
+
+    from .peers import checked_run
+    from .timing import time_comparison
+    if args.kind != "timing":
+        raise SystemExit(f"peer {args.engine}: only timing is measured")
+    pair = EventPair.open(args.a, args.b)
+    run = checked_run(args.engine, pair, args.threads)  # checks its maxima against photonab's
+    out = time_comparison(pair, args.engine, repeats=args.repeats, min_seconds=args.min_seconds,
+                          max_seconds=args.max_seconds, n_threads=args.threads, run=run)
+    out["peer_check"] = "rpost maxima and photons per history equal photonab's"
+    return out
+
+
 def measure(args) -> dict:
+    from .peers import NAMES
+    if args.engine in NAMES:
+        return _measure_peer(args)
     pair, run = _prepare(args)
     title = f"{args.kind} of the {args.engine} engine, {pair.n} photons: {args.a} vs {args.b}"
     if args.kind == "timing":

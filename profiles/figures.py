@@ -5,18 +5,20 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from photonab.atomic import atomic_path
+
 from .summary import ENGINE_ORDER
 
-COLOURS = {"cython": "tab:blue", "numpy": "tab:orange", "select": "tab:red"}
+COLOURS = {"cython": "tab:blue", "numpy": "tab:orange", "select": "tab:red", "cython-rpost": "tab:cyan",
+           "numba": "tab:green", "polars": "tab:purple", "pandas": "tab:brown"}
 MEMORY_BARS = (("heap_peak_mb", "heap (tracemalloc)"), ("anon_peak_mb", "anon RSS"),
                ("file_touched_mb", "file-backed RSS"), ("rss_peak_mprof_mb", "RSS (memory_profiler)"))
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _figure(**kwargs):
+    """A matplotlib Figure of its own (no pyplot state, no backend switch)."""
+    from matplotlib.figure import Figure
+    return Figure(**kwargs)
 
 
 def _engines(cases) -> list[str]:
@@ -26,9 +28,9 @@ def _engines(cases) -> list[str]:
 
 def time_plot(results: dict, path: Path) -> Path:
     """Median seconds against photons per engine (bars: min..median), and the read floor."""
-    plt = _pyplot()
     timed = [c for c in results["cases"] if c.get("timing")]
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig = _figure(figsize=(7, 5))
+    ax = fig.subplots()
     for engine in _engines(timed):
         cases = sorted((c for c in timed if c["engine"] == engine), key=lambda c: c["photons"])
         n = [c["photons"] for c in cases]
@@ -50,17 +52,49 @@ def time_plot(results: dict, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    return path
+
+
+def ratio_plot(results: dict, path: Path) -> Path:
+    """Time / read floor (median, bar; min, tick) per engine and peer, one group per size:
+    photonab beside the peers, each measured beside its own floor in the same run."""
+    timed = [c for c in results["cases"] if c.get("timing")]
+    sizes = sorted({(c["photons"], c["size"]) for c in timed})
+    engines = _engines(timed)
+    fig = _figure(figsize=(max(6.0, 1.2 * len(engines) * max(1, len(sizes))), 4.8))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(engines))
+    for k, engine in enumerate(engines):
+        xs, med, low = [], [], []
+        for j, (photons, _) in enumerate(sizes):
+            case = next((c for c in timed if c["engine"] == engine and c["photons"] == photons), None)
+            if case:
+                xs.append(j + k * width)
+                med.append(case["timing"]["ratio"]["median"])
+                low.append(case["timing"]["ratio"]["min"])
+        ax.bar(xs, med, width, label=engine, color=COLOURS.get(engine))
+        ax.plot(xs, low, "k_", markersize=10)
+    ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label="read floor")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sizes))], [label for _, label in sizes])
+    ax.set_yscale("log")
+    ax.set_ylabel("time / read floor (bar: medians, tick: minima)")
+    ax.set_title("engines and peers as multiples of the read floor")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path
 
 
 def memory_plot(results: dict, path: Path) -> Path:
     """One panel per size: per engine, heap / anon / file / RSS bars (log scale, MB)."""
-    plt = _pyplot()
     measured = [c for c in results["cases"] if c.get("memory")]
     sizes = sorted({(c["photons"], c["size"]) for c in measured})
-    fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(5.5 * max(1, len(sizes)), 4.8), squeeze=False)
+    fig = _figure(figsize=(5.5 * max(1, len(sizes)), 4.8))
+    axes = fig.subplots(1, max(1, len(sizes)), squeeze=False)
     width = 0.8 / len(MEMORY_BARS)
     for ax, (photons, size) in zip(axes[0], sizes):
         engines = _engines([c for c in measured if c["photons"] == photons])
@@ -81,6 +115,6 @@ def memory_plot(results: dict, path: Path) -> Path:
     columns = len(MEMORY_BARS) if len(sizes) > 1 else 2
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8)
     fig.tight_layout(rect=(0, 0.04 * len(MEMORY_BARS) / columns + 0.02, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     return path

@@ -9,6 +9,8 @@ import io
 import linecache
 from pathlib import Path
 
+from photonab.atomic import write_text
+
 LINE_PROFILED = ("numpy", "select")
 
 
@@ -49,7 +51,7 @@ def profile(run, engine: str, path: Path, title: str) -> dict:
     text = io.StringIO()
     text.write(f"{title}\n\n")
     profiler.print_stats(stream=text, output_unit=1e-3, stripzeros=True)
-    path.write_text(text.getvalue())
+    write_text(path, text.getvalue())
     per_function = {func: sum(t for _, _, t in timings) * stats.unit
                     for (_file, _line, func), timings in stats.timings.items()}
     return {"text": str(path), "function_s": per_function, "top_lines": top_lines(stats)}

@@ -73,11 +73,10 @@ def describe() -> dict:
     import numpy
     import cyext
 
+    from photonab.synth import usable_cores
+
     cores = os.cpu_count()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = cores
+    usable = usable_cores()
     return {
         "cpu": _cpu_model(),
         "cores": cores,

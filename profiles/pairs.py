@@ -12,6 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from photonab.atomic import file_lock, write_text
+from photonab.synth import pair_folders
+
 SEED = 1
 NAN_PHOTONS = 5
 MARKER = "complete.json"
@@ -48,6 +51,11 @@ def default_cache() -> Path:
     return photonab_cache() / "profiles"
 
 
+def pair_root(photons: int, cache) -> Path:
+    """The folder of the cached pair of ``photons`` photons (synthesize's ``out``)."""
+    return Path(cache) / f"pair-{size_label(photons)}-seed{SEED}"
+
+
 @dataclass(frozen=True)
 class Pair:
     photons: int
@@ -56,47 +64,62 @@ class Pair:
 
     @property
     def a(self) -> Path:
-        return self.root / "evt" / "box" / "torch" / "1"
+        return pair_folders(self.root)[0]
 
     @property
     def b(self) -> Path:
-        return self.root / "evt" / "box" / "torch" / "-1"
+        return pair_folders(self.root)[1]
 
     @property
     def label(self) -> str:
         return size_label(self.photons)
 
 
+def generator_digest() -> str:
+    """Short sha256 of the generator's source files (the whole photonab.synth package)."""
+    from photonab import synth
+    h = hashlib.sha256()
+    for path in sorted(Path(synth.__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _recipe(photons: int) -> dict:
     """Everything the pair depends on, including the generator's source (a changed
     generator writes different photons, so its pairs are generated again)."""
     from photonab import synth
-    source = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:16]
     return {"photons": photons, "seed": SEED, "faults": list(synth.DEFAULT_FAULTS), "nan": NAN_PHOTONS,
-            "synth_sha256": source}
+            "synth_sha256": generator_digest()}
 
 
 def cached_pair(photons: int, cache: Path, *, regenerate: bool = False, progress: bool = True) -> Pair:
-    """The pair of ``photons`` photons in ``cache``, synthesized first when missing or stale."""
+    """The pair of ``photons`` photons in ``cache``, synthesized first when missing or stale.
+
+    Processes that share a cache take turns (a lock per pair), so two harness runs never
+    generate one pair at once; the marker is written (atomically) only after synthesize
+    has renamed both complete event folders into place.
+    """
     from photonab.synth import synthesize
 
     recipe = _recipe(photons)
-    pair = Pair(photons, Path(cache) / f"pair-{size_label(photons)}-seed{SEED}", recipe)
+    pair = Pair(photons, pair_root(photons, cache), recipe)
     marker = pair.root / MARKER
-    if not regenerate and marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == recipe:
-                return pair
-        except ValueError:
-            pass  # a damaged marker: generate again
-    if pair.root.exists():
-        shutil.rmtree(pair.root)
-    pair.root.mkdir(parents=True)
-    need = PAIR_BYTES_PER_PHOTON * photons
-    free = shutil.disk_usage(pair.root).free
-    if free < need * 1.05:
-        raise OSError(f"{pair.root}: a {pair.label}-photon pair needs {need / 1e9:.1f} GB on disk, "
-                      f"{free / 1e9:.1f} GB free (choose another folder with --cache)")
-    synthesize(pair.root, photons, seed=SEED, faults=recipe["faults"], nan=NAN_PHOTONS, progress=progress)
-    marker.write_text(json.dumps(recipe))
+    with file_lock(Path(cache) / f".{pair.root.name}.lock"):
+        if not regenerate and marker.is_file():
+            try:
+                if json.loads(marker.read_text()) == recipe:
+                    return pair
+            except ValueError:
+                pass  # a damaged marker: generate again
+        if pair.root.exists():
+            shutil.rmtree(pair.root)
+        pair.root.mkdir(parents=True)
+        need = PAIR_BYTES_PER_PHOTON * photons
+        free = shutil.disk_usage(pair.root).free
+        if free < need * 1.05:
+            raise OSError(f"{pair.root}: a {pair.label}-photon pair needs {need / 1e9:.1f} GB on disk, "
+                          f"{free / 1e9:.1f} GB free (choose another folder with --cache)")
+        synthesize(pair.root, photons, seed=SEED, faults=recipe["faults"], nan=NAN_PHOTONS, progress=progress)
+        write_text(marker, json.dumps(recipe))
     return pair

@@ -34,6 +34,7 @@ class Verdict:
     base_spread: tuple[float, float]
     new: float
     new_spread: tuple[float, float]
+    suspect: bool = False  # either run's floor stalled (profiles.timing.floor_check)
 
     @property
     def change(self) -> float:
@@ -44,6 +45,8 @@ class Verdict:
         return self.new_spread[0] <= self.base_spread[1] and self.base_spread[0] <= self.new_spread[1]
 
     def status(self, threshold: float) -> str:
+        if self.suspect:
+            return "floor suspect"
         if abs(self.change) <= threshold:
             return "ok"
         if self.overlaps():
@@ -64,7 +67,8 @@ def _ratios(results: dict) -> dict:
         if timing:
             ratio = timing["ratio"]
             spread = (min(ratio["min"], ratio["median"]), max(ratio["min"], ratio["median"]))
-            out[case["engine"], case["photons"]] = (case["size"], ratio["min"], spread)
+            suspect = bool((timing.get("floor_check") or {}).get("suspect"))
+            out[case["engine"], case["photons"]] = (case["size"], ratio["min"], spread, suspect)
     return out
 
 
@@ -73,9 +77,10 @@ def check(results: dict, baseline: dict) -> list[Verdict]:
     new, base = _ratios(results), _ratios(baseline)
     verdicts = []
     for key in sorted(new.keys() & base.keys(), key=lambda k: (k[1], k[0])):
-        size, ratio, spread = new[key]
-        _, base_ratio, base_spread = base[key]
-        verdicts.append(Verdict(key[0], size, key[1], base_ratio, base_spread, ratio, spread))
+        size, ratio, spread, suspect = new[key]
+        _, base_ratio, base_spread, base_suspect = base[key]
+        verdicts.append(Verdict(key[0], size, key[1], base_ratio, base_spread, ratio, spread,
+                                suspect or base_suspect))
     return verdicts
 
 

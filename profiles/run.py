@@ -6,6 +6,9 @@ Run from the repository root:
     python -m profiles.run --quick                        # smoke run, under a minute
     python -m profiles.run --sizes 10M --engines cython,numpy
     python -m profiles.run --compare                      # regression check against profiles/baseline.json
+    python -m profiles.run --peers                        # ... and numba, polars, pandas beside the engines
+    python -m profiles.run streaming --sizes 1M,10M       # beyond RAM: cold and warm page cache
+    python -m profiles.run scaling --size 1M --workers 1,2  # local dask scaling
 
 For every size a synthetic A/B pair is generated once into the cache folder; for
 every engine and size, each measurement runs in a fresh process (``profiles.case``):
@@ -37,12 +40,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from photonab.atomic import write_text
+from photonab.engines import ENGINES
+
 from . import regression, summary, targets
 from .lineprofile import LINE_PROFILED
 from .machine import REPO, describe, other_processes
 from .pairs import Pair, cached_pair, default_cache, parse_count, size_label
+from .peers import NAMES, missing
 
-ENGINES = ("cython", "numpy", "select")
 DEFAULT_SIZES = "100k,1M"
 QUICK_SIZES = "20k"
 SELECT_LIMIT = "1M"
@@ -108,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {SELECT_LIMIT}; 0 = no limit)")
     p.add_argument("--threads", type=int, default=None, help="threads of the compiled code (default all)")
     p.add_argument("--timing-only", action="store_true", help="only the timing (for a fast regression check)")
+    p.add_argument("--peers", action="store_true",
+                   help="also time, beside the same floor, the rpost table by numba, polars and pandas and by "
+                        "photonab asked for rpost only (cython-rpost), each checked against photonab's maxima "
+                        "first; peers not installed are skipped with a note (pip install '.[peers]')")
     p.add_argument("--compare", type=Path, nargs="?", const=BASELINE, default=None, metavar="BASELINE",
                    help=f"check the time/floor ratios against a baseline results.json "
                         f"(without a value: {BASELINE.relative_to(REPO)})")
@@ -162,6 +172,14 @@ def plan(pairs: list[Pair], engines: list[str], args) -> tuple[list[Step], list[
                 continue
             steps.extend(Step(kind, engine, pair) for kind in kinds
                          if kind != "lines" or engine in LINE_PROFILED)
+        if getattr(args, "peers", False):
+            for peer in NAMES:
+                why = missing(peer)
+                if why:
+                    skipped.append({"engine": peer, "size": pair.label, "photons": pair.photons,
+                                    "reason": f"peer not run: {why}"})
+                else:
+                    steps.append(Step("timing", peer, pair))
     return steps, skipped
 
 
@@ -207,17 +225,18 @@ def _case(results: dict, engine: str, pair: Pair) -> dict:
 
 
 def _tables_agree(results: dict) -> dict:
-    """size -> engine -> digest of its tables (every engine must give the same tables)."""
+    """size -> engine -> digest of its tables (every engine must give the same tables;
+    the peers compute the rpost table only and are checked against photonab's instead)."""
     agree = {}
     for case in sorted(results["cases"], key=lambda c: c["photons"]):
-        if case.get("timing"):
+        if case.get("timing") and case["engine"] not in NAMES:
             agree.setdefault(case["size"], {})[case["engine"]] = case["timing"]["tables_digest"]
     return agree
 
 
 def save(results: dict, out: Path) -> Path:
     path = out / "results.json"
-    path.write_text(json.dumps(results, indent=1))
+    write_text(path, json.dumps(results, indent=1))
     return path
 
 
@@ -239,7 +258,7 @@ def new_results(args, argv, pairs, skipped, cache) -> dict:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": shlex.join([Path(sys.executable).name, "-m", "profiles.run", *argv]),
         "machine": describe(),
-        "settings": {"sizes": args.sizes, "engines": args.engines, "repeats": args.repeats,
+        "settings": {"sizes": args.sizes, "engines": args.engines, "peers": args.peers, "repeats": args.repeats,
                      "min_seconds": args.min_seconds, "max_seconds": args.max_seconds, "threads": args.threads,
                      "select_limit": args.select_limit, "timing_only": args.timing_only, "cache": str(cache)},
         "pairs": [{"photons": p.photons, "size": p.label, "a": str(p.a), "b": str(p.b), "recipe": p.recipe}
@@ -278,19 +297,31 @@ def report(results: dict, args, out: Path, baseline: dict | None) -> int:
         code = regression.exit_code(results["regression"]) or code
     written = [save(results, out)]
     if not args.timing_only:
-        from .figures import memory_plot, time_plot
-        written += [time_plot(results, out / "time.png"), memory_plot(results, out / "memory.png")]
+        from .figures import memory_plot, ratio_plot, time_plot
+        written += [time_plot(results, out / "time.png"), ratio_plot(results, out / "ratio.png"),
+                    memory_plot(results, out / "memory.png")]
     text = summary.render(results, extra)
     written.append(out / "summary.txt")
-    written[-1].write_text(text + "\n")
+    write_text(written[-1], text + "\n")
     print(text)
     print(f"written to {out}: " + ", ".join(os.path.relpath(p, out) for p in written)
           + ("" if args.timing_only else ", cprofile/, lines/"))
     return code
 
 
+#: other measurements reachable as ``python -m profiles.run NAME ...`` (NAME's own options)
+SUBCOMMANDS = {
+    "streaming": ("profiles.streaming", "beyond RAM: the cython engine over growing pairs, cold and warm page cache"),
+    "scaling": ("profiles.scaling", "local dask scaling: 1 vs 2 (or more) worker processes"),
+}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        return module.main(argv[1:])
     args = build_parser().parse_args(argv)
     _settle(args)
     _check_packages(args.timing_only)

@@ -21,6 +21,8 @@ from photonab import EventPair, compare
 from photonab.engines.compiled import CythonEngine
 from photonab.engines.distributed import DaskEngine, usable_cores
 
+from photonab.atomic import write_text
+
 from .pairs import cached_pair, default_cache, parse_count
 
 
@@ -90,8 +92,7 @@ def main(argv=None) -> int:
     out = measure_scaling(args.a, args.b, tuple(int(w) for w in args.workers.split(",")), msli=args.msli,
                           repeat=args.repeat, chunk=args.chunk, n_threads=args.threads)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        write_text(args.json, json.dumps(out, indent=1))
     return 0
 
 

@@ -22,7 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from .pairs import PAIR_BYTES_PER_PHOTON, SEED, cached_pair, default_cache, parse_count, size_label
+from photonab.atomic import write_text
+
+from .pairs import PAIR_BYTES_PER_PHOTON, cached_pair, default_cache, pair_root, parse_count, size_label
 
 READ_FILES = ("ph.npy", "rx.npy", "ox.npy")  # what a comparison reads
 
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     for text in args.sizes.split(","):
         photons = parse_count(text)
         need = PAIR_BYTES_PER_PHOTON * photons
-        root = cache / f"pair-{size_label(photons)}-seed{SEED}"
+        root = pair_root(photons, cache)
         cache.mkdir(parents=True, exist_ok=True)
         if not root.exists() and shutil.disk_usage(cache).free < need * 1.05:
             skipped.append(f"{size_label(photons)}: the pair needs {need / 1e9:.0f} GB, "
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
         print(render(rows[-1:], []).splitlines()[1], flush=True)
     print(render(rows, skipped))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=1))
+        write_text(args.json, json.dumps({"rows": rows, "skipped": skipped}, indent=1))
     return 0 if rows else 1
 
 

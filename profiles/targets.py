@@ -58,6 +58,21 @@ def _speedup(cy: dict, other: dict, engine: str, want: float, at: int | None) ->
                    _notes(_at_size_note(n, at or STATED_SIZE), _minima(slow["min"] / fast["min"])))
 
 
+def floor_suspect(timing: dict) -> bool:
+    """Whether the read floor of a timing stalled (profiles.timing.floor_check)."""
+    return bool((timing.get("floor_check") or {}).get("suspect"))
+
+
+def _suspect_floor(target: dict, timing: dict) -> dict:
+    """A ratio to a stalled floor is no measurement: status 'suspect', with the rates."""
+    if floor_suspect(timing):
+        check = timing["floor_check"]
+        target["status"] = "suspect"
+        target["note"] = _notes(target["note"], f"floor read {check['floor_gbps']:.2g} GB/s, one thread "
+                                                f"{check['reference_gbps']:.2g} GB/s: a stall, not the bytes")
+    return target
+
+
 def _slope(peaks: dict) -> float | None:
     """Exponent k of peak ~ N**k between the smallest and the largest size (peaks clipped at 1 MB)."""
     if len(peaks) < 2:
@@ -75,9 +90,9 @@ def evaluate(results: dict) -> list[dict]:
         n = max(cy_time)
         t = cy_time[n]["timing"]
         ratio = t["ratio"]["median"]
-        out.append(_target(f"cython <= {FLOOR_LIMIT:g} x read floor", cy_time[n]["size"], ratio, FLOOR_LIMIT,
-                           ratio <= FLOOR_LIMIT,
-                           _notes(_at_size_note(n), _minima(t["ratio"]["min"]))))
+        target = _target(f"cython <= {FLOOR_LIMIT:g} x read floor", cy_time[n]["size"], ratio, FLOOR_LIMIT,
+                         ratio <= FLOOR_LIMIT, _notes(_at_size_note(n), _minima(t["ratio"]["min"])))
+        out.append(_suspect_floor(target, t))
     else:
         out.append(_target(f"cython <= {FLOOR_LIMIT:g} x read floor", None, None, FLOOR_LIMIT, False,
                            "cython not timed"))
@@ -110,5 +125,5 @@ def render(targets: list[dict]) -> str:
         measured = "-" if t["measured"] is None else f"{t['measured']:.3g}"
         at = f" at {t['size']}" if t["size"] else ""
         note = f"  ({t['note']})" if t["note"] else ""
-        lines.append(f"  {t['status']:>6}  {t['target']}{at}: {measured}{note}")
+        lines.append(f"  {t['status']:>7}  {t['target']}{at}: {measured}{note}")
     return "\n".join(lines)

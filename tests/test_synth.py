@@ -430,16 +430,288 @@ def test_unwritable_output(tmp_path):
         synthesize(blocker, 10, progress=False)
 
 
-def test_interrupted_run_leaves_no_openable_event(tmp_path, monkeypatch):
-    import photonab.synth as synth
+def test_interrupted_run_leaves_the_previous_pair_and_no_partial_folder(tmp_path, monkeypatch):
+    import photonab.synth.scheduler as scheduler
 
     a, b = synthesize(tmp_path, 1000, progress=False)
+    before = read_all(a, b)
 
     def broken(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "_simulate_block", broken)
+    monkeypatch.setattr(scheduler, "_simulate_block", broken)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(tmp_path, 1000, progress=False)  # overwriting the finished pair
-    with pytest.raises(InputError, match="missing file"):
-        EventPair.open(a, b)
+        synthesize(tmp_path, 1000, seed=9, progress=False)  # overwriting the finished pair
+    assert read_all(a, b) == before  # the old pair, untouched
+    assert sorted(p.name for p in a.parent.iterdir()) == ["-1", "1"]  # no temporary folder left
+    EventPair.open(a, b)
+
+
+def test_interrupted_first_run_leaves_nothing(tmp_path, monkeypatch):
+    import photonab.synth.scheduler as scheduler
+
+    monkeypatch.setattr(scheduler, "_simulate_block", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(tmp_path, 1000, progress=False)
+    folder = tmp_path / "evt" / "box" / "torch"
+    assert list(folder.iterdir()) == []
+    assert not (tmp_path / "synth.json").exists()
+
+
+# ---------------------------------------------------------------- migrations (2019 layout)
+
+
+def test_explicit_migrations_and_the_manifest(tmp_path):
+    from photonab.synth import DEFAULT_MIGRATIONS, parse_migration, read_manifest
+    a, b = synthesize(tmp_path, N, seed=SEED, misaligned=0.01, migrations=DEFAULT_MIGRATIONS, progress=False)
+    pair = EventPair.open(a, b)
+    sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
+    manifest = read_manifest(tmp_path)
+    rows = manifest["migrations"]
+    # every photon whose history differs is listed once, by kind
+    assert sum(r["photons"] for r in rows) == np.count_nonzero(sa != sb)
+    pairs = {}
+    for r in rows:
+        key = (seqhis.code(r["a"]), seqhis.code(r["b"]))
+        pairs[key] = pairs.get(key, 0) + r["photons"]
+    for (ca, cb), count in pairs.items():
+        assert np.count_nonzero((sa == ca) & (sb == cb)) == count
+    for spec, row in zip(DEFAULT_MIGRATIONS, [r for r in rows if r["kind"] == "explicit"]):
+        m = parse_migration(spec)
+        assert (row["a"], row["b"], row["fraction"]) == (m.a_label, m.b_label, m.fraction)
+        expect = m.fraction * np.count_nonzero(sa == m.a_code)
+        assert abs(row["chosen"] - expect) < 5 * np.sqrt(expect) + 1
+        assert 0.7 * row["chosen"] <= row["photons"] <= row["chosen"]  # most reach the target history
+    # no migrations asked: the same bytes as before (the migration stream is not drawn)
+    plain = read_all(*synthesize(tmp_path / "plain", 3000, seed=2, progress=False))
+    assert read_all(*synthesize(tmp_path / "again", 3000, seed=2, migrations=(), progress=False)) == plain
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("TO BT BT SA", "A_LABEL->B_LABEL:FRACTION"),
+    ("TO BT BT SA->TO BR SA", "A_LABEL->B_LABEL:FRACTION"),
+    ("TO BT BT SA->TO QQ SA:0.1", "unknown step 'QQ'"),
+    ("TO BT BT SA->TO BT BT SA:0.1", "are the same"),
+    ("TO BT BT SA->TO BR SA:2", "fraction in"),
+    ("BT SA->TO BR SA:0.1", "start with TO"),
+])
+def test_bad_migrations(tmp_path, spec, message):
+    with pytest.raises(InputError, match=message):
+        synthesize(tmp_path / "bad", 10, migrations=[spec], progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------- SEvt folders
+
+from photonab.flags import ERAS  # noqa: E402
+from photonab.synth.sevt import SLOTS, event_folders, synthesize_sevt  # noqa: E402
+
+SEVT_N = 12_000
+SEVT_FILES = ("photon", "record", "seq", "hit", "domain", "genstep")
+
+
+@pytest.fixture(scope="module")
+def sevt_aligned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sevt")
+    [(a, b)] = synthesize_sevt(out, SEVT_N, seed=4, progress=False)
+    return out, a, b
+
+
+@pytest.fixture(scope="module")
+def sevt_unaligned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sevt_u")
+    [(a, b)] = synthesize_sevt(out, SEVT_N, seed=4, aligned=False, progress=False)
+    return out, a, b
+
+
+def load(folder):
+    return {name: np.load(folder / f"{name}.npy") for name in SEVT_FILES}
+
+
+def meta(folder):
+    return dict(line.split(":", 1) for line in (folder / "NPFold_meta.txt").read_text().splitlines())
+
+
+def reference_nibbles(flags):
+    """Slot nibbles straight from the flag values: FFS(flag) & 0xF, 0 for no point."""
+    f = flags.astype(np.int64)
+    with np.errstate(divide="ignore"):
+        ffs = np.where(f > 0, np.log2(np.where(f > 0, f & -f, 1)).astype(np.int64) + 1, 0)
+    return ffs & 0xF
+
+
+def reference_words(nibbles):
+    """(n, 2) words by Python integers: slot s in word s // 16 at bits 4 (s % 16)."""
+    out = np.zeros((len(nibbles), 2), np.uint64)
+    for i, row in enumerate(nibbles):
+        words = [0, 0]
+        for s, nib in enumerate(row):
+            words[s // 16] |= int(nib) << (4 * (s % 16))
+        out[i] = words
+    return out
+
+
+def labels(seq, era="2025-06"):
+    abbr = ERAS[era].abbr
+    out = []
+    for w0, w1 in seq[:, 0]:
+        nibs = [(int(w0) >> 4 * s) & 0xF for s in range(16)] + [(int(w1) >> 4 * s) & 0xF for s in range(16)]
+        out.append(" ".join(abbr[n] for n in nibs if n))
+    return np.array(out)
+
+
+def test_sevt_layout_shapes_dtypes(sevt_aligned):
+    out, a, b = sevt_aligned
+    assert a == out / "ALL0_synth" / "A000" and b == out / "ALL0_synth" / "B000"
+    assert (a, b) == event_folders(out)
+    for folder in (a, b):
+        arrays = load(folder)
+        n_hit = len(arrays["hit"])
+        shapes = {"photon": (SEVT_N, 4, 4), "record": (SEVT_N, SLOTS, 4, 4), "seq": (SEVT_N, 2, 2),
+                  "hit": (n_hit, 4, 4), "domain": (2, 4, 4), "genstep": (1, 6, 4)}
+        for name, arr in arrays.items():
+            assert arr.shape == shapes[name], name
+            assert arr.dtype == (np.uint64 if name == "seq" else np.float32), name
+        index = (folder / "NPFold_index.txt").read_text().splitlines()
+        assert sorted(index) == sorted(f"{name}.npy" for name in SEVT_FILES)
+        m = meta(folder)
+        assert int(m["NumPhotonCollected"]) == SEVT_N and int(m["NumHit"]) == n_hit
+        assert int(m["hitmask"]) == ERAS["2025-06"].flag_bit["SURFACE_DETECT"]
+        assert m["era"] == "2025-06" and int(m["MaxBounce"]) == SLOTS - 1 and m["index"] == "0"
+        cfg = arrays["domain"][1].view(np.uint32)
+        assert cfg[1, 0] == SLOTS and cfg[2, 2] == SEVT_N and cfg[2, 3] == n_hit
+        assert arrays["domain"][0, 1].tolist() == [1000, 1000, 1000, 10]
+    assert meta(a)["simulator"] != meta(b)["simulator"]
+
+
+def test_sevt_seq_matches_the_record_flags_beyond_16_steps(sevt_aligned):
+    _, a, _ = sevt_aligned
+    arrays = load(a)
+    q3 = arrays["record"].view(np.uint32)[:, :, 3]
+    flags, boundary = q3[..., 0] & 0xFFFF, (q3[..., 0] >> 16) & 0x7FFF
+    nibbles = reference_nibbles(flags)
+    nstep = (nibbles != 0).sum(axis=1)
+    long = np.flatnonzero(nstep > 16)
+    assert long.size > 20  # TIR-trapped photons bounce beyond the first word
+    assert nstep.max() == SLOTS
+    pick = np.concatenate([long, np.arange(500)])
+    assert np.array_equal(arrays["seq"][pick, 0], reference_words(nibbles[pick]))
+    assert np.array_equal(arrays["seq"][pick, 1], reference_words(boundary[pick] & 0xF))
+    assert (arrays["seq"][nstep <= 16, 0, 1] == 0).all()
+    # the first point of every photon is the torch, in this era's code
+    assert ((arrays["seq"][:, 0, 0] & np.uint64(0xF)) == ERAS["2025-06"].nibble["TO"]).all()
+    # points are contiguous from slot 0 and the record is zero beyond the last
+    assert np.array_equal(nibbles != 0, np.arange(SLOTS) < nstep[:, None])
+    assert not arrays["record"][np.arange(SLOTS) >= nstep[:, None]].any()
+    assert "BR BR BR BR" in " ".join(labels(arrays["seq"][long]))
+
+
+def test_sevt_photon_is_the_last_point_and_flagmask_the_or(sevt_aligned):
+    _, a, _ = sevt_aligned
+    arrays = load(a)
+    rec, ph = arrays["record"], arrays["photon"]
+    q3 = rec.view(np.uint32)[:, :, 3]
+    nstep = ((q3[..., 0] & 0xFFFF) != 0).sum(axis=1)
+    last = rec[np.arange(SEVT_N), nstep - 1]
+    assert np.array_equal(ph[:, (0, 2)], last[:, (0, 2)])
+    assert np.array_equal(ph[:, 1, :3], last[:, 1, :3])
+    pu = ph.view(np.uint32)
+    assert np.array_equal(pu[:, 3, 0], last.view(np.uint32)[:, 3, 0])
+    assert np.array_equal(pu[:, 3, 2], np.arange(SEVT_N))  # photon index
+    assert np.array_equal(pu[:, 3, 3], np.bitwise_or.reduce(q3[..., 0] & 0xFFFF, axis=1))
+    mom = ph[:, 1, :3].astype(np.float64)
+    assert np.abs(np.linalg.norm(mom, axis=1) - 1).max() < 1e-5
+
+
+def test_sevt_hits_are_the_flagmask_selection(sevt_aligned):
+    _, a, b = sevt_aligned
+    sd = ERAS["2025-06"].flag_bit["SURFACE_DETECT"]
+    for folder in (a, b):
+        arrays = load(folder)
+        fm = arrays["photon"].view(np.uint32)[:, 3, 3]
+        expect = arrays["photon"][(fm & sd) == sd]
+        assert 0.05 * SEVT_N < len(expect) < 0.2 * SEVT_N
+        assert arrays["hit"].tobytes() == expect.tobytes()
+        hu = arrays["hit"].view(np.uint32)
+        assert (hu[:, 1, 3] >> 16 == 1).all() and ((hu[:, 3, 1] & 0xFFFFFF) >= 1).all()  # hit count, sensor
+
+
+def test_sevt_dropouts_on_each_side(sevt_aligned, sevt_unaligned):
+    for _, a, b in (sevt_aligned, sevt_unaligned):
+        la, lb = labels(np.load(a / "seq.npy")), labels(np.load(b / "seq.npy"))
+        assert np.count_nonzero(la == "TO BT BT EX") == 15 and np.count_nonzero(lb == "TO BT BT EX") == 0
+        assert np.count_nonzero(lb == "TO BT BT NA") == 15 and np.count_nonzero(la == "TO BT BT NA") == 0
+
+
+def test_sevt_aligned_and_unaligned(sevt_aligned, sevt_unaligned):
+    from photonab.synth import read_manifest
+    out, a, b = sevt_aligned
+    A, B = load(a), load(b)
+    same = (A["seq"][:, 0] == B["seq"][:, 0]).all(axis=1)
+    assert 0.99 < same.mean() < 1.0  # the dropouts and a few re-drawn photons differ
+    manifest = read_manifest(out / "ALL0_synth")
+    moved = manifest["events"][0]["migrations"]
+    assert sum(r["photons"] for r in moved) == np.count_nonzero(~same)
+    assert {"a": "TO BT BT EX", "b": "TO BT BT SD", "photons": 15} in moved
+    d = np.abs(A["record"][same] - B["record"][same])
+    # B's float noise, plus the float32 rounding of the sum (ulp 6e-5 mm at 700 mm, 1e-6 ns at 10 ns)
+    assert d[..., 0, :3].max() <= 1e-3 + 1.3e-4 and d[..., 0, 3].max() <= 1e-5 + 2e-6
+    assert d[..., 0, :3].max() > 0
+    assert np.array_equal(A["record"][same][..., 2, :], B["record"][same][..., 2, :])  # pol, wavelength
+    # unaligned: photon by photon the histories agree only by chance, the frequencies agree
+    _, a, b = sevt_unaligned
+    A, B = load(a), load(b)
+    same = (A["seq"][:, 0] == B["seq"][:, 0]).all(axis=1)
+    assert same.mean() < 0.7
+    la, lb = labels(A["seq"]), labels(B["seq"])
+    top = "TO BT BT SA"
+    fa, fb = np.count_nonzero(la == top), np.count_nonzero(lb == top)
+    assert abs(fa - fb) < 5 * np.sqrt(fa + fb)
+    assert np.array_equal(A["record"][:, 0, 0, 2], np.full(SEVT_N, -450, np.float32))  # torch plane
+
+
+def test_sevt_same_seed_same_bytes_and_era_codes(tmp_path, sevt_aligned):
+    out, a, b = sevt_aligned
+    [(a2, b2)] = synthesize_sevt(tmp_path, SEVT_N, seed=4, progress=False)
+    for x, y in ((a, a2), (b, b2)):
+        for name in SEVT_FILES:
+            assert (x / f"{name}.npy").read_bytes() == (y / f"{name}.npy").read_bytes(), name
+        strip = lambda m: {k: v for k, v in m.items() if not k.startswith("t_")}  # noqa: E731
+        assert strip(meta(x)) == strip(meta(y))
+    [(a3, _)] = synthesize_sevt(tmp_path / "s5", 2000, seed=5, progress=False)
+    assert (a3 / "seq.npy").read_bytes() != (a / "seq.npy").read_bytes()[:len((a3 / "seq.npy").read_bytes())]
+    # another era: the same photons, other codes (TORCH is nibble d before 2025-06)
+    [(a4, _)] = synthesize_sevt(tmp_path / "e", 2000, seed=4, era="2020-12", progress=False)
+    seq4 = np.load(a4 / "seq.npy")
+    assert ((seq4[:, 0, 0] & np.uint64(0xF)) == ERAS["2020-12"].nibble["TO"]).all()
+    assert list(labels(seq4, "2020-12")) == list(labels(np.load(a / "seq.npy")[:2000]))
+    pairs = synthesize_sevt(tmp_path / "many", 500, seed=4, events=3, maxrec=8, progress=False)
+    assert [p[0].name for p in pairs] == ["A000", "A001", "A002"]
+    assert np.load(pairs[0][0] / "record.npy").shape == (500, 8, 4, 4)
+    assert (np.load(pairs[0][0] / "seq.npy") != np.load(pairs[1][0] / "seq.npy")).any()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(era="2019"), "flag table of 2020-12 or 2025-06"),
+    (dict(maxrec=33), "maxrec = 33 must be in 1..32"),
+    (dict(photons=0), "photons = 0 must be >= 1"),
+    (dict(misaligned=2), "fraction"),
+    (dict(noise_mm=float("nan")), "finite"),
+])
+def test_sevt_bad_arguments(tmp_path, kwargs, message):
+    args = dict(photons=10, progress=False) | kwargs
+    with pytest.raises(InputError, match=message):
+        synthesize_sevt(tmp_path / "bad", **args)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_sevt_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
+    import photonab.synth.sevt as sevt
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sevt, "_encode", broken)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize_sevt(tmp_path, 100, progress=False)
+    assert list((tmp_path / "ALL0_synth").iterdir()) == []
