@@ -169,7 +169,8 @@ class SEvtEvent:
             if not 1 <= maxrec <= SEQ_SLOTS:
                 raise InputError(f"{self.path / 'record.npy'}: maxrec {maxrec} (shape {rec.shape}) must be in "
                                  f"1..{SEQ_SLOTS}, the history slots of seq.npy")
-        counts = {n: len(arrays[n]) for n in PHOTON_ARRAYS if arrays[n] is not None}
+        # seq.npy (the histories) first: the other arrays are checked against it
+        counts = {n: len(arrays[n]) for n in ("seq", "photon", "record") if arrays[n] is not None}
         if len(set(counts.values())) > 1:
             first, *rest = counts.items()
             bad = next((k, v) for k, v in rest if v != first[1])
