@@ -2,40 +2,49 @@
 
 nibble = ffs(flag) = bit position of the step flag + 1; label = the nibbles from
 lowest to highest mapped to two-letter abbreviations and joined by spaces
-(data contract, section 3).
+(data contract, section 3). Which flag a nibble means depends on the era of the
+Opticks source that wrote the event (:mod:`photonab.flags`, docs/sevt.md section 2):
+every function takes an ``era``; the 64-bit functions default to the era of the 2019
+layout (:data:`photonab.flags.LEGACY_ERA`), where nibble f is G4GUN ("GN").
+
+SEvt events keep up to 32 steps in two uint64 words (``seq.npy[:, 0]``): slots 0-15
+in word 0 ("lo"), slots 16-31 in word 1 ("hi"). The ``*2`` functions take such pairs.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .errors import InputError
+from .flags import CURRENT_ERA, ERAS, LEGACY_ERA, FlagTable
 
-#: (flag name, abbreviation) by bit position; nibble value = bit + 1
-FLAGS: tuple[tuple[str, str], ...] = (
-    ("CERENKOV", "CK"),
-    ("SCINTILLATION", "SI"),
-    ("MISS", "MI"),
-    ("BULK_ABSORB", "AB"),
-    ("BULK_REEMIT", "RE"),
-    ("BULK_SCATTER", "SC"),
-    ("SURFACE_DETECT", "SD"),
-    ("SURFACE_ABSORB", "SA"),
-    ("SURFACE_DREFLECT", "DR"),
-    ("SURFACE_SREFLECT", "SR"),
-    ("BOUNDARY_REFLECT", "BR"),
-    ("BOUNDARY_TRANSMIT", "BT"),
-    ("TORCH", "TO"),
-    ("NAN_ABORT", "NA"),
-    ("EFFICIENCY_CULL", "EX"),
-)
+#: steps of a 64-bit code (2019 layout) and of a two-word code (SEvt)
 MAX_STEPS = 16
+MAX_STEPS_128 = 32
 
-#: abbreviation -> nibble value
-NIBBLE: dict[str, int] = {abbr: bit + 1 for bit, (_, abbr) in enumerate(FLAGS)}
-#: nibble value -> abbreviation (nibble 0 means "no step")
-ABBR: dict[int, str] = {nib: abbr for abbr, nib in NIBBLE.items()}
-#: flag name -> flag bit value (1 << bit)
-FLAG_BIT: dict[str, int] = {name: 1 << bit for bit, (name, _) in enumerate(FLAGS)}
+
+def flag_table(era: str | FlagTable | None = None) -> FlagTable:
+    """The flag table of ``era`` (a name in :data:`photonab.flags.ERAS`); None = LEGACY_ERA."""
+    if isinstance(era, FlagTable):
+        return era
+    name = LEGACY_ERA if era is None else str(era)
+    try:
+        return ERAS[name]
+    except KeyError:
+        raise InputError(f"unknown flag era {name!r}; known eras are {', '.join(ERAS)}") from None
+
+
+_LEGACY = ERAS[LEGACY_ERA]
+#: (flag name, abbreviation) by bit position in the 2019 layout; nibble value = bit + 1
+FLAGS: tuple[tuple[str, str], ...] = tuple((name, _LEGACY.abbr[bit + 1]) for bit, name in enumerate(_LEGACY.names))
+#: abbreviation -> nibble value (2019 layout)
+NIBBLE: dict[str, int] = dict(_LEGACY.nibble)
+#: nibble value -> abbreviation (nibble 0 means "no step") (2019 layout)
+ABBR: dict[int, str] = dict(_LEGACY.abbr)
+#: flag name -> flag bit value (1 << bit) (2019 layout)
+FLAG_BIT: dict[str, int] = dict(_LEGACY.flag_bit)
+
+
+# ---------------------------------------------------------------- 64-bit codes
 
 
 def nibbles(code: int) -> list[int]:
@@ -53,25 +62,34 @@ def nstep(code: int) -> int:
     return (int(code).bit_length() + 3) // 4
 
 
-def label(code: int) -> str:
-    """``0x8ccd`` -> ``'TO BT BT SA'``; an unknown nibble (0 inside, or 0xF+1) shows as ``?N``."""
-    return " ".join(ABBR.get(n, f"?{n:x}") for n in nibbles(code))
+def _tokens(nibs, table: FlagTable) -> str:
+    return " ".join(table.abbr.get(n, f"?{n:x}") for n in nibs)
 
 
-def code(text: str) -> int:
-    """``'TO BT BT SA'`` -> ``0x8ccd``. Raises InputError on an unknown token or > 16 steps."""
+def label(code: int, era: str | None = None) -> str:
+    """``0x8ccd`` -> ``'TO BT BT SA'``; an empty slot inside a history shows as ``?0``."""
+    return _tokens(nibbles(code), flag_table(era))
+
+
+def _parse(text: str, era, max_steps: int) -> int:
+    table = flag_table(era)
     tokens = text.split()
-    if len(tokens) > MAX_STEPS:
-        raise InputError(f"history label {text!r} has {len(tokens)} steps; seqhis holds at most {MAX_STEPS}")
+    if len(tokens) > max_steps:
+        raise InputError(f"history label {text!r} has {len(tokens)} steps; "
+                         f"{'seqhis' if max_steps == MAX_STEPS else 'seq.npy'} holds at most {max_steps}")
     value = 0
     for i, tok in enumerate(tokens):
-        nib = NIBBLE.get(tok.upper())
+        nib = table.nibble.get(tok.upper())
         if nib is None:
-            raise InputError(
-                f"history label {text!r}: unknown step {tok!r}; known steps are {' '.join(NIBBLE)}"
-            )
+            raise InputError(f"history label {text!r}: unknown step {tok!r} in the {table.era} flags; "
+                             f"known steps are {' '.join(table.nibble)}")
         value |= nib << (4 * i)
     return value
+
+
+def code(text: str, era: str | None = None) -> int:
+    """``'TO BT BT SA'`` -> ``0x8ccd``. Raises InputError on an unknown token or > 16 steps."""
+    return _parse(text, era, MAX_STEPS)
 
 
 def nstep_array(codes: np.ndarray) -> np.ndarray:
@@ -83,7 +101,75 @@ def nstep_array(codes: np.ndarray) -> np.ndarray:
     return n
 
 
-def labels_contain(codes, tokens: list[str]) -> np.ndarray:
+def labels_contain(codes, tokens: list[str], era: str | None = None) -> np.ndarray:
     """Boolean per code: does its label contain any of ``tokens`` (e.g. ``['SC', 'AB', 'RE']``)."""
-    wanted = [NIBBLE[t.upper()] if t.upper() in NIBBLE else code(t) for t in tokens]
+    table = flag_table(era)
+    wanted = [table.nibble[t.upper()] if t.upper() in table.nibble else code(t, table) for t in tokens]
     return np.array([any(n in wanted for n in nibbles(c)) for c in codes], dtype=bool)
+
+
+# ---------------------------------------------------------------- two-word (128-bit) codes
+
+_MASK64 = (1 << 64) - 1
+
+
+def join2(lo: int, hi: int) -> int:
+    """The 128-bit history as one Python int: ``hi << 64 | lo``."""
+    return (int(hi) << 64) | int(lo)
+
+
+def split2(value: int) -> tuple[int, int]:
+    """A 128-bit Python int -> (lo, hi) words."""
+    value = int(value)
+    return value & _MASK64, value >> 64
+
+
+def label2(lo: int, hi: int, era: str | None = CURRENT_ERA) -> str:
+    """The label of a two-word history (up to 32 steps), slots 0-15 from ``lo``, 16-31 from ``hi``.
+
+    An empty slot inside the history (e.g. ``lo`` with fewer than 16 steps and a
+    non-zero ``hi``) shows as ``?0``.
+    """
+    return _tokens(nibbles(join2(lo, hi)), flag_table(era))
+
+
+def code2(text: str, era: str | None = CURRENT_ERA) -> tuple[int, int]:
+    """``'TO BT SA'`` -> ``(lo, hi)`` words; up to 32 steps. Raises InputError like :func:`code`."""
+    return split2(_parse(text, era, MAX_STEPS_128))
+
+
+def nstep2(lo: int, hi: int) -> int:
+    """Number of steps of a two-word history."""
+    return nstep(join2(lo, hi))
+
+
+def nstep2_array(lo, hi) -> np.ndarray:
+    """Vectorised :func:`nstep2` for uint64 arrays ``lo`` and ``hi`` (or an (N, 2) array as ``lo``)."""
+    lo = np.asarray(lo, dtype=np.uint64)
+    hi = np.asarray(hi, dtype=np.uint64)
+    return np.where(hi != 0, MAX_STEPS + nstep_array(hi), nstep_array(lo))
+
+
+def hex128(lo: int, hi: int, strip: bool = True) -> str:
+    """Hex of the 128-bit history, hi word then lo word: 32 digits, or without leading zeros."""
+    text = f"{int(hi):016x}{int(lo):016x}"
+    return (text.lstrip("0") or "0") if strip else text
+
+
+def first_nibble_counts(lo) -> np.ndarray:
+    """Photons per value (0..15) of the first history slot: the source flag (CK, SI, TO...)."""
+    lo = np.asarray(lo, dtype=np.uint64)
+    return np.bincount((lo & np.uint64(0xF)).astype(np.intp).ravel(), minlength=16)
+
+
+def label_sort_rank(era: str | None = None) -> np.ndarray:
+    """Rank (0..15) of each nibble's 3-byte label token ("   " for 0, "TO ", ...) in byte order.
+
+    Comparing two histories slot by slot on these ranks gives the byte order of their
+    QCF label strings (``|S96``), without building the strings (docs/sevt.md, QCF).
+    """
+    table = flag_table(era)
+    tokens = [b"   "] + [(table.abbr[n] + " ").encode() for n in range(1, 16)]
+    rank = np.empty(16, np.uint8)
+    rank[np.argsort(np.array(tokens, dtype="S3"), kind="stable")] = np.arange(16, dtype=np.uint8)
+    return rank
