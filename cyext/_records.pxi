@@ -1,6 +1,6 @@
 # ------------------------------------------------------------------ record deviations
 # One pass over both events' step records (rx) and histories (ph) for the rpost, rtime
-# and rpol tables together. Arithmetic is on the stored integers (data contract,
+# and rpol tables together. Arithmetic is on the stored integers (docs/event-format.md, section 5,
 # "Exactness"): the per-photon deviation of a table is max |sA - sB| over every record
 # slot and component, an exact int32, compared with integer cut thresholds.
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import random_pair
+from conftest import hand_records, kernel_record_deviations, random_pair
 from photonab import EventPair
 from photonab.cuts import RECORD_TABLES, Cuts
 from photonab.engines import reference
@@ -213,3 +213,65 @@ def test_refused_range_leaves_the_accumulator_as_it_was(cyext, tmp_path, n, n_co
     want = _accumulate(cyext, pair, groups, cuts, [(0, n)], 2)
     for name in ("records", "finals", "sums"):
         assert np.array_equal(acc.result()[name], want[name]), name
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_record_deviations_by_hand(cyext, n_threads):
+    a, b, want = hand_records()
+    assert np.array_equal(kernel_record_deviations(cyext, a, b, n_threads), want)
+    # the numpy reference of the other engines agrees with the same hand-made numbers
+    dev = reference.record_deviations(a, b)
+    assert np.array_equal(np.stack([dev[t] for t in RECORD_TABLES], axis=1), want)
+    assert cyext.RECORD_TABLES == ("rpost", "rtime", "rpol")  # the column order of ``want``
+
+
+def test_record_aggregates_by_hand(cyext):
+    """One history, the seven hand-made photons: counts beyond integer thresholds
+    (d >= threshold), max with the photon that reaches it, min and sum, by hand."""
+    a, b, _ = hand_records()
+    seq = np.full(len(a), 0xD, np.uint64)
+    thresholds = np.array([[2, 6, 65535], [7, 8, 40000], [1, 2, 255]])
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), thresholds, np.zeros(3), 1, finals=False)
+    acc.add(a, b, None, None, seq, seq, 0, len(a))
+    rec = acc.result()["records"]
+    assert rec.dtype == cyext.RECORD_DTYPE and rec["nitem"].tolist() == [7]
+    # rpost 5, 0, 65535, 0, 0, 0, 1; rtime 0, 7, 32768, 0, 0, 0, 0; rpol 0, 0, 0, 254, 0, 2, 0
+    by_hand = {"rpost": ([2, 1, 1], 65535, 0, 65541, 2), "rtime": ([2, 1, 0], 32768, 0, 32775, 2),
+               "rpol": ([2, 2, 0], 254, 0, 256, 3)}
+    for table, (ndisc, mx, mn, total, argmax) in by_hand.items():
+        row = rec[table][0]
+        assert row["ndisc"].tolist() == ndisc, table
+        assert (row["max"], row["min"], row["sum"], row["argmax"]) == (mx, mn, total, argmax), table
+
+
+def test_record_argmax_ties_keep_the_lowest_photon(cyext):
+    a, b, _ = hand_records()
+    a, b = np.concatenate([a, a]), np.concatenate([b, b])  # photons 7..13 repeat 0..6
+    seq = np.full(len(a), 0xD, np.uint64)
+    for n_threads in (1, 2):
+        acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.ones((3, 3), np.int64), np.zeros(3),
+                                         n_threads, finals=False)
+        acc.add(a, b, None, None, seq, seq, 0, len(a))
+        rec = acc.result()["records"]
+        assert [rec[t]["argmax"][0] for t in RECORD_TABLES] == [2, 2, 3]
+
+
+def test_effective_threads(cyext):
+    with pytest.raises(ValueError, match="n_threads = 0 is invalid"):
+        cyext.effective_threads(0)
+    assert cyext.effective_threads(1) == 1
+    top = cyext.max_threads()
+    if cyext.openmp_enabled():
+        assert cyext.effective_threads(None) == cyext.effective_threads(-1) == top
+        assert cyext.effective_threads(-2) == max(1, top - 1)
+        assert cyext.effective_threads(-1000) == 1
+        assert cyext.effective_threads(3) == 3
+    else:
+        assert cyext.effective_threads(None) == cyext.effective_threads(3) == 1
+
+
+def test_zero_threads_is_an_input_error():
+    from photonab import InputError
+    from photonab.engines import get_engine
+    with pytest.raises(InputError, match="n_threads = 0 is invalid"):
+        get_engine("cython", n_threads=0)
