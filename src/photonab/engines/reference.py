@@ -1,6 +1,6 @@
 """Per-photon deviations and per-history aggregation in plain numpy.
 
-The arithmetic of the data contract ("Exactness"), written with numpy array
+The arithmetic of docs/event-format.md (section 5, "Exactness"), written with numpy array
 operations: the numpy and select engines use it, the tests use it as the reference
 the compiled kernels must equal.
 """
