@@ -9,9 +9,11 @@
 # index of the sliced event), and the block partials are added in block order. So the
 # tables are identical for every thread count and every chunking on block boundaries.
 
-#: photons per summation block; ``add`` ranges must start on a multiple of it
-SUM_BLOCK = 1 << 16
-cdef Py_ssize_t _SUM_BLOCK = 1 << 16
+cdef enum:
+    _SUM_BLOCK = 1 << 16
+#: photons per summation block of the ox sums (the association every engine uses);
+#: ``add`` ranges must start on a multiple of it
+SUM_BLOCK = _SUM_BLOCK
 
 
 cdef struct _Inputs:
@@ -37,8 +39,28 @@ cdef struct _Inputs:
     bint finals
 
 
+cdef int64_t _count_unknown(const _Inputs* x, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    """Aligned photons of [s, e) whose history is not in the index (looked up before any
+    table is touched when the tables are too big to keep a copy of)."""
+    cdef Py_ssize_t i
+    cdef uint64_t ca, last = 0
+    cdef bint have_last = False
+    cdef int64_t missing = 0
+    for i in range(s, e):
+        ca = _seq_at(x.sa, x.sas, i)
+        if ca != _seq_at(x.sb, x.sbs, i):
+            continue
+        if have_last and ca == last:  # histories repeat a lot: the last code was found
+            continue
+        if _lookup(x.slot_code, x.slot_entry, x.mask, ca) < 0:
+            missing += 1
+        else:
+            last, have_last = ca, True
+    return missing
+
+
 cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
-                           int64_t* rec, int64_t* fin, double* ext, int32_t* pos,
+                           _RecordRow* rec, _FinalRow* fin, int32_t* pos,
                            int32_t* blk_group, double* blk_sum, int64_t* blk_n,
                            int64_t* unknown) noexcept nogil:
     cdef Py_ssize_t i
@@ -55,16 +77,16 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
         else:
             g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
             last, last_g = ca, g
-        if g < 0:
+        if g < 0:  # add() undoes the pass (or checked first)
             unknown[0] += 1
             continue
         if x.records:
             _record_deviation(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
                               x.maxrec, d3)
-            _record_update(rec + <Py_ssize_t>g * REC_FIELDS, d3, x.thr, i)
+            _record_update(rec + g, d3, x.thr, i)
         if x.finals:
             d = _final_deviation(<const float*>(x.oa + i * x.oas), <const float*>(x.ob + i * x.obs))
-            if _final_update(fin + <Py_ssize_t>g * FIN_FIELDS, ext + <Py_ssize_t>g * FIN_EXTREMA, d, x.cut, i):
+            if _final_update(fin + g, d, x.cut, i):
                 q = pos[g]
                 if q < 0:  # first photon of this group in the block
                     q = nq
@@ -93,9 +115,9 @@ cdef class DeviationAccumulator:
     cdef readonly GroupIndex index
     cdef readonly int n_threads
     cdef readonly bint records, finals, keep_blocks
-    cdef readonly object record_partials, final_counts, final_extrema, sums
+    cdef readonly object record_partials, final_partials, sums
     cdef readonly list blocks
-    cdef object thresholds, cuts, pos, unknown
+    cdef object thresholds, cuts, pos
     cdef object blk_group, blk_sum, blk_n
     cdef Py_ssize_t next_start
 
@@ -110,11 +132,10 @@ cdef class DeviationAccumulator:
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
             raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
         self.record_partials = new_record_partials(G if records else 0, self.n_threads)
-        self.final_counts, self.final_extrema = new_final_partials(G if finals else 0, self.n_threads)
+        self.final_partials = new_final_partials(G if finals else 0, self.n_threads)
         self.sums = np.zeros(G if finals else 0)
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
-        self.unknown = np.zeros(self.n_threads, dtype=np.int64)
         self.blk_group = self.blk_sum = self.blk_n = None
         self.next_start = 0
 
@@ -130,7 +151,12 @@ cdef class DeviationAccumulator:
             Py_ssize_t start, Py_ssize_t stop):
         """Aggregate the aligned photons of ``[start, stop)``; ``start`` a multiple of
         SUM_BLOCK. rx_a/rx_b (N, maxrec, 2, 4) int16 and ox_a/ox_b (N, 4, 4) float32,
-        each photon's values contiguous; the ones a disabled table needs may be None."""
+        each photon's values contiguous; the ones a disabled table needs may be None.
+
+        Everything is checked before the tables are touched (shapes, the range, and that
+        every aligned photon's history is in the index): a ValueError leaves the
+        accumulator as it was, so the caller may go on with other ranges.
+        """
         cdef Py_ssize_t n = seq_a.shape[0]
         cdef _Inputs x
         cdef const int16_t[:, :, :, :] rxa
@@ -170,37 +196,50 @@ cdef class DeviationAccumulator:
         cdef const double[::1] cut = self.cuts
         x.thr, x.cut = &thr[0, 0], &cut[0]
 
+        # Nothing may be added when an aligned photon's history is not in the index.
+        # When the partial tables are small next to the range, keep a copy and put it
+        # back on failure; otherwise look every history up before the pass.
+        cdef Py_ssize_t G = len(index)
+        cdef Py_ssize_t b, bs
+        cdef int t
+        cdef int64_t missing = 0
+        saved = None
+        if self.n_threads * G * (RECORD_DTYPE.itemsize + FINAL_DTYPE.itemsize) <= 16 * (stop - start):
+            saved = (self.record_partials.copy(), self.final_partials.copy())
+        else:
+            with nogil:
+                for b in prange(_n_blocks(start, stop, WORK_BLOCK), schedule="dynamic",
+                                num_threads=self.n_threads):
+                    bs = start + b * WORK_BLOCK
+                    missing += _count_unknown(&x, bs, min(bs + WORK_BLOCK, stop))
+            if missing:
+                raise ValueError(f"{missing} aligned photons of [{start}, {stop}) have a history that is "
+                                 "not in the index; nothing was added")
+
         cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
         self._block_scratch(nblocks)
-        cdef int64_t[:, :, ::1] rec = self.record_partials
-        cdef int64_t[:, :, ::1] fin = self.final_counts
-        cdef double[:, :, ::1] ext = self.final_extrema
+        # row (t, g) of a (P, G) partial table is rows[t * G + g]; a disabled table has no rows
+        cdef _RecordRow* rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
+        cdef _FinalRow* fin = _final_rows(self.final_partials, 0) if self.finals and G else NULL
         cdef int32_t[:, ::1] pos = self.pos
         cdef int32_t[:, ::1] bg = self.blk_group
         cdef double[:, ::1] bsum = self.blk_sum
         cdef int64_t[::1] bn = self.blk_n
-        cdef int64_t[::1] unk = self.unknown
-        # partial tables of a disabled kind have no rows: hand the kernel a dummy pointer
-        cdef int64_t dummy_i = 0
-        cdef double dummy_d = 0
-        cdef int64_t* rec_p
-        cdef int64_t* fin_p
-        cdef double* ext_p
-        cdef Py_ssize_t b, bs, q
-        cdef int t
+        unknown = np.zeros(self.n_threads, dtype=np.int64)
+        cdef int64_t[::1] unk = unknown
         with nogil:
             for b in prange(nblocks, schedule="dynamic", num_threads=self.n_threads):
                 t = cyext_thread_id()
                 bs = start + b * _SUM_BLOCK
-                rec_p = &rec[t, 0, 0] if rec.shape[1] else &dummy_i
-                fin_p = &fin[t, 0, 0] if fin.shape[1] else &dummy_i
-                ext_p = &ext[t, 0, 0] if ext.shape[1] else &dummy_d
-                _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec_p, fin_p, ext_p, &pos[t, 0],
-                                 &bg[b, 0], &bsum[b, 0], &bn[b], &unk[t])
-        if self.unknown.any():
-            missing = int(self.unknown.sum())
-            self.unknown[:] = 0
-            raise ValueError(f"{missing} aligned photons have a history that is not in the index")
+                _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec + t * G if rec else NULL,
+                                 fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
+                                 &unk[t])
+        if unknown.any():
+            if saved is not None:
+                np.copyto(self.record_partials, saved[0])
+                np.copyto(self.final_partials, saved[1])
+            raise ValueError(f"{int(unknown.sum())} aligned photons of [{start}, {stop}) have a history that "
+                             "is not in the index; nothing was added")
         if self.finals:
             if self.keep_blocks:
                 for b in range(nblocks):
@@ -211,14 +250,16 @@ cdef class DeviationAccumulator:
         self.next_start = stop
 
     def result(self):
-        """Merged aggregates: dict with ``records`` (G, RECORD_FIELDS) int64, ``final_counts``
-        (G, FINAL_FIELDS) int64, ``final_extrema`` (G, 2) float64 and ``sums`` (G,) float64
-        (with keep_blocks, ``blocks``: (block, groups, partial sums) for merge_block_sums)."""
+        """Merged aggregates, row g = group g: ``records`` (G,) RECORD_DTYPE (with
+        ``records``), ``finals`` (G,) FINAL_DTYPE and ``sums`` (G,) float64 (with
+        ``finals``; with keep_blocks ``blocks`` instead of ``sums``: the (block, groups,
+        partial sums) for merge_block_sums). Partial results of several accumulators
+        merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
         if self.records:
             out["records"] = merge_record_partials(self.record_partials)
         if self.finals:
-            out["final_counts"], out["final_extrema"] = merge_final_partials(self.final_counts, self.final_extrema)
+            out["finals"] = merge_final_partials(self.final_partials)
             if self.keep_blocks:
                 out["blocks"] = list(self.blocks)
             else:

@@ -2,13 +2,22 @@
 # The ox table: per aligned photon, d = max |float64(a) - float64(b)| over ox[:, :3, :]
 # (position, time, direction, weight, polarization, wavelength). A NaN anywhere makes
 # the photon count as NaN: beyond every cut, kept out of max/min/sum, never dropped.
-#
-# Field layout of one group's counts row (int64): nitem, nnan, beyond cut 0, 1, 2, photon of max
-# and of its extrema row (float64): max, min of the non-NaN deviations
-cdef enum:
-    FIN_FIELDS = 6
-    FIN_EXTREMA = 2
-FINAL_FIELDS = FIN_FIELDS
+# (docs/event-format.md, section 5.)
+
+# One group's row of a final partial table, as C sees it; FINAL_DTYPE is the same row
+# for numpy (checked when the module is imported, see _check_layouts).
+cdef packed struct _FinalRow:
+    int64_t nitem     # aligned photons of the group
+    int64_t nnan      # of them with a NaN deviation
+    int64_t ndisc[3]  # beyond cut level 0, 1, 2 (NaN photons included)
+    int64_t argmax    # photon of the max, the lowest index on ties (-1: none)
+    double max        # largest non-NaN deviation (-inf: none)
+    double min        # smallest (+inf: none)
+
+#: one group's row of the ox aggregates: ``nitem``, ``nnan``, ``ndisc`` (3,), ``argmax``
+#: (int64) and ``max``, ``min`` (float64, physical); the sums come apart, in block order
+FINAL_DTYPE = np.dtype([("nitem", np.int64), ("nnan", np.int64), ("ndisc", np.int64, (3,)),
+                        ("argmax", np.int64), ("max", np.float64), ("min", np.float64)])
 
 
 cdef inline double _final_deviation(const float* a, const float* b) noexcept nogil:
@@ -23,37 +32,41 @@ cdef inline double _final_deviation(const float* a, const float* b) noexcept nog
     return d
 
 
-cdef inline bint _final_update(int64_t* row, double* ex, double d, const double* cut,
-                               Py_ssize_t i) noexcept nogil:
-    """Add photon ``i`` with deviation ``d`` to its group's rows; False for NaN (which
+cdef inline bint _final_update(_FinalRow* row, double d, const double* cut, Py_ssize_t i) noexcept nogil:
+    """Add photon ``i`` with deviation ``d`` to its group's row; False for NaN (which
     is counted beyond every cut and kept out of max/min/sum)."""
-    row[0] += 1
+    row.nitem += 1
     if isnan(d):
-        row[1] += 1
-        row[2] += 1
-        row[3] += 1
-        row[4] += 1
+        row.nnan += 1
+        row.ndisc[0] += 1
+        row.ndisc[1] += 1
+        row.ndisc[2] += 1
         return False
-    row[2] += d > cut[0]
-    row[3] += d > cut[1]
-    row[4] += d > cut[2]
-    if d > ex[0] or (d == ex[0] and i < row[5]):
-        ex[0] = d
-        row[5] = i
-    if d < ex[1]:
-        ex[1] = d
+    row.ndisc[0] += d > cut[0]
+    row.ndisc[1] += d > cut[1]
+    row.ndisc[2] += d > cut[2]
+    if d > row.max or (d == row.max and i < row.argmax):
+        row.max = d
+        row.argmax = i
+    if d < row.min:
+        row.min = d
     return True
 
 
+cdef _FinalRow* _final_rows(object partials, Py_ssize_t part) except NULL:
+    """Row 0 of part ``part`` of a (P, G) FINAL_DTYPE table (G > 0, C-contiguous)."""
+    cdef uint8_t[:, ::1] raw = partials.view(np.uint8)
+    return <_FinalRow*>&raw[part, 0]
+
+
 def new_final_partials(Py_ssize_t n_groups, int n_parts):
-    """Empty partials: counts (P, G, FINAL_FIELDS) int64 (photon of max -1) and
-    extrema (P, G, 2) float64 starting at (-inf, +inf)."""
-    counts = np.zeros((n_parts, n_groups, FINAL_FIELDS), dtype=np.int64)
-    counts[:, :, 5] = -1
-    extrema = np.empty((n_parts, n_groups, FIN_EXTREMA), dtype=np.float64)
-    extrema[:, :, 0] = -np.inf
-    extrema[:, :, 1] = np.inf
-    return counts, extrema
+    """Empty partial tables (n_parts, n_groups) of FINAL_DTYPE: counts 0, argmax -1,
+    max -inf, min +inf."""
+    agg = np.zeros((n_parts, n_groups), dtype=FINAL_DTYPE)
+    agg["argmax"] = -1
+    agg["max"] = -np.inf
+    agg["min"] = np.inf
+    return agg
 
 
 cdef _check_finals(const float[:, :, :] ox, str name, Py_ssize_t n):
@@ -63,14 +76,42 @@ cdef _check_finals(const float[:, :, :] ox, str name, Py_ssize_t n):
         raise ValueError(f"{name}: each photon's values must be C-contiguous")
 
 
-def merge_final_partials(counts, extrema):
-    """(P, G, ...) partials -> (counts (G, FINAL_FIELDS), extrema (G, 2)); the photon of
-    the max is the lowest index among the parts that reach it."""
-    counts, extrema = np.asarray(counts), np.asarray(extrema)
-    out_c = counts.sum(axis=0)
-    out_e = np.empty(extrema.shape[1:], dtype=np.float64)
-    out_e[:, 0] = extrema[:, :, 0].max(axis=0)
-    out_e[:, 1] = extrema[:, :, 1].min(axis=0)
-    at_max = np.where(extrema[:, :, 0] == out_e[None, :, 0], counts[:, :, 5], np.iinfo(np.int64).max)
-    out_c[:, 5] = at_max.min(axis=0)  # -1 where no part saw a non-NaN deviation
-    return out_c, out_e
+def merge_final_partials(partials):
+    """(P, G) FINAL_DTYPE partials -> (G,) FINAL_DTYPE: counts add, max/min combine,
+    argmax is the lowest photon index among the parts that reach the max (-1 where no
+    part saw a non-NaN deviation)."""
+    p = np.asarray(partials, dtype=FINAL_DTYPE)
+    out = np.empty(p.shape[1:], dtype=FINAL_DTYPE)
+    for name in ("nitem", "nnan", "ndisc"):
+        out[name] = p[name].sum(axis=0)
+    out["max"] = p["max"].max(axis=0)
+    out["min"] = p["min"].min(axis=0)
+    out["argmax"] = _merge_argmax(p["max"], out["max"], p["argmax"])
+    return out
+
+
+# ------------------------------------------------------------------ layouts
+# The C structs and the numpy dtypes describe the same rows; a mismatch would scramble
+# every table, so importing the module checks them field by field.
+
+cdef _check_layouts():
+    cdef _RecordRow r
+    cdef _FinalRow f
+    cdef char* r0 = <char*>&r
+    cdef char* f0 = <char*>&f
+    want = {"record row": (RECORD_DTYPE.itemsize, sizeof(_RecordRow)),
+            "final row": (FINAL_DTYPE.itemsize, sizeof(_FinalRow)),
+            "final max": (FINAL_DTYPE.fields["max"][1], <char*>&f.max - f0),
+            "final argmax": (FINAL_DTYPE.fields["argmax"][1], <char*>&f.argmax - f0)}
+    for k, t in enumerate(RECORD_TABLES):
+        base = RECORD_DTYPE.fields[t][1]
+        sub = RECORD_DTYPE.fields[t][0]
+        want[f"{t} table"] = (base, <char*>&r.table[k] - r0)
+        want[f"{t} max"] = (base + sub.fields["max"][1], <char*>&r.table[k].max - r0)
+        want[f"{t} argmax"] = (base + sub.fields["argmax"][1], <char*>&r.table[k].argmax - r0)
+    bad = [name for name, (numpy_side, c_side) in want.items() if numpy_side != c_side]
+    if bad:
+        raise ImportError(f"cyext: numpy dtypes and C rows disagree on {', '.join(bad)}")
+
+
+_check_layouts()

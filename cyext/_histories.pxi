@@ -76,6 +76,7 @@ cdef class HistoryCounter:
     cdef int64_t[::1] p_size
 
     def __init__(self):
+        """An empty counter."""
         self.size = 0
         self._grow(64)
         self.nparts = 0

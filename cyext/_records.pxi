@@ -1,19 +1,35 @@
 # ------------------------------------------------------------------ record deviations
 # One pass over both events' step records (rx) and histories (ph) for the rpost, rtime
-# and rpol tables together. Arithmetic is on the stored integers (data contract,
+# and rpol tables together. Arithmetic is on the stored integers (docs/event-format.md, section 5,
 # "Exactness"): the per-photon deviation of a table is max |sA - sB| over every record
 # slot and component, an exact int32, compared with integer cut thresholds.
 
-# Field layout of one group's row in a record partial table (int64):
-#   [0] nitem, then for table k in (rpost, rtime, rpol) at 1 + 7k:
-#   +0..+2 photons beyond cut level 0, 1, 2; +3 max; +4 min; +5 sum; +6 photon of max
-cdef enum:
-    REC_FIELDS = 22
-    REC_STRIDE = 7
+#: the record tables, in the order of the kernels' per-photon deviations d[0..2], of the
+#: rows of DeviationAccumulator's ``thresholds`` and of chase()'s table numbers 0..2
 RECORD_TABLES = ("rpost", "rtime", "rpol")
-RECORD_FIELDS = REC_FIELDS
-#: larger than any |difference| of two stored values, so the first photon sets the min
+#: larger than any |difference| of two stored values (int16: at most 65535), so the
+#: first photon of a group sets its min
 RECORD_MIN_START = 65536
+
+# One group's row of a record partial table, as C sees it; RECORD_DTYPE is the same
+# row for numpy (checked when the module is imported, see _check_layouts).
+cdef packed struct _RecordTable:
+    int64_t ndisc[3]  # photons beyond cut level 0, 1, 2 (warning, error, fatal)
+    int64_t max       # largest per-photon deviation, stored counts (-1: no photon yet)
+    int64_t min       # smallest (RECORD_MIN_START: no photon yet)
+    int64_t sum       # sum of the per-photon deviations
+    int64_t argmax    # photon of the max, the lowest index on ties (-1: none)
+
+cdef packed struct _RecordRow:
+    int64_t nitem     # aligned photons of the group (the same for the three tables)
+    _RecordTable table[3]  # in RECORD_TABLES order
+
+_RECORD_TABLE_DTYPE = np.dtype([("ndisc", np.int64, (3,)), ("max", np.int64), ("min", np.int64),
+                                ("sum", np.int64), ("argmax", np.int64)])
+#: one group's row of the record aggregates: ``nitem``, then per table of RECORD_TABLES
+#: a record with ``ndisc`` (3,), ``max``, ``min``, ``sum``, ``argmax`` (all int64, in
+#: stored counts; see docs/event-format.md, section 5)
+RECORD_DTYPE = np.dtype([("nitem", np.int64)] + [(t, _RECORD_TABLE_DTYPE) for t in RECORD_TABLES])
 
 
 cdef extern from *:
@@ -21,8 +37,11 @@ cdef extern from *:
     /* Per-photon record deviations: d[0] position, d[1] time, d[2] polarization,
        in stored counts, max over every slot. |a - b| of two int16 always fits a
        uint16, of two bytes a uint8. SSE2 (every x86-64) does a whole slot per
-       instruction; other machines take the scalar loop. */
-    #if defined(__SSE2__)
+       instruction; other machines take the scalar loop. MSVC never defines __SSE2__:
+       it says x86-64 with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2.
+       CYEXT_NO_SIMD (setup.py: CYEXT_SIMD=0) forces the scalar loop, for tests. */
+    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \
+                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
     #include <emmintrin.h>
     static inline void cyext_record_deviation(const int16_t *a, const int16_t *b, int maxrec,
                                               int32_t *d) {
@@ -79,50 +98,64 @@ cdef extern from *:
                                                     int32_t* d) noexcept nogil
 
 
-cdef inline void _record_update(int64_t* row, const int32_t* d, const int64_t* thr,
+cdef inline void _record_update(_RecordRow* row, const int32_t* d, const int64_t* thr,
                                 Py_ssize_t i) noexcept nogil:
-    """Add photon ``i`` with deviations ``d`` to its group's row."""
+    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row;
+    ``thr`` (3 tables x 3 levels): beyond level j of table k when d[k] >= thr[3k + j]."""
     cdef int k
-    cdef int64_t* f
+    cdef _RecordTable* t
     cdef int64_t x
-    row[0] += 1
+    row.nitem += 1
     for k in range(3):
-        f = row + 1 + REC_STRIDE * k
+        t = &row.table[k]
         x = d[k]
-        f[0] += x >= thr[3 * k]
-        f[1] += x >= thr[3 * k + 1]
-        f[2] += x >= thr[3 * k + 2]
-        if x > f[3] or (x == f[3] and i < f[6]):  # ties keep the lowest photon index
-            f[3] = x
-            f[6] = i
-        if x < f[4]:
-            f[4] = x
-        f[5] += x
+        t.ndisc[0] += x >= thr[3 * k]
+        t.ndisc[1] += x >= thr[3 * k + 1]
+        t.ndisc[2] += x >= thr[3 * k + 2]
+        if x > t.max or (x == t.max and i < t.argmax):  # ties keep the lowest photon index
+            t.max = x
+            t.argmax = i
+        if x < t.min:
+            t.min = x
+        t.sum += x
+
+
+cdef _RecordRow* _record_rows(object partials, Py_ssize_t part) except NULL:
+    """Row 0 of part ``part`` of a (P, G) RECORD_DTYPE table (G > 0, C-contiguous)."""
+    cdef uint8_t[:, ::1] raw = partials.view(np.uint8)
+    return <_RecordRow*>&raw[part, 0]
 
 
 def new_record_partials(Py_ssize_t n_groups, int n_parts):
-    """Empty partial tables (n_parts, n_groups, RECORD_FIELDS) int64: counts 0, max -1,
-    min RECORD_MIN_START, photon of max -1."""
-    agg = np.zeros((n_parts, n_groups, RECORD_FIELDS), dtype=np.int64)
-    for k in range(3):
-        agg[:, :, 1 + REC_STRIDE * k + 3] = -1
-        agg[:, :, 1 + REC_STRIDE * k + 4] = RECORD_MIN_START
-        agg[:, :, 1 + REC_STRIDE * k + 6] = -1
+    """Empty partial tables (n_parts, n_groups) of RECORD_DTYPE: counts 0, max -1,
+    min RECORD_MIN_START, argmax -1."""
+    agg = np.zeros((n_parts, n_groups), dtype=RECORD_DTYPE)
+    for t in RECORD_TABLES:
+        agg[t]["max"] = -1
+        agg[t]["min"] = RECORD_MIN_START
+        agg[t]["argmax"] = -1
     return agg
 
 
+cdef _merge_argmax(parts_max, merged_max, parts_argmax):
+    """Photon of the merged max: the lowest index among the parts that reach it (-1 if none)."""
+    at_max = np.where(parts_max == merged_max[None], parts_argmax, np.iinfo(np.int64).max)
+    return at_max.min(axis=0)
+
+
 def merge_record_partials(partials):
-    """(P, G, RECORD_FIELDS) -> (G, RECORD_FIELDS): counts and sums add, max/min combine,
-    the photon of the max is the lowest index among the parts that reach it."""
-    partials = np.asarray(partials)
-    out = partials.sum(axis=0)
-    for k in range(3):
-        base = 1 + REC_STRIDE * k
-        mx = partials[:, :, base + 3]
-        out[:, base + 3] = mx.max(axis=0)
-        out[:, base + 4] = partials[:, :, base + 4].min(axis=0)
-        at_max = np.where(mx == out[None, :, base + 3], partials[:, :, base + 6], np.iinfo(np.int64).max)
-        out[:, base + 6] = at_max.min(axis=0)
+    """(P, G) RECORD_DTYPE partials -> (G,) RECORD_DTYPE: counts and sums add, max/min
+    combine, argmax is the lowest photon index among the parts that reach the max."""
+    partials = np.asarray(partials, dtype=RECORD_DTYPE)
+    out = np.empty(partials.shape[1:], dtype=RECORD_DTYPE)
+    out["nitem"] = partials["nitem"].sum(axis=0)
+    for t in RECORD_TABLES:
+        p, o = partials[t], out[t]
+        o["ndisc"] = p["ndisc"].sum(axis=0)
+        o["sum"] = p["sum"].sum(axis=0)
+        o["max"] = p["max"].max(axis=0)
+        o["min"] = p["min"].min(axis=0)
+        o["argmax"] = _merge_argmax(p["max"], o["max"], p["argmax"])
     return out
 
 

@@ -30,14 +30,28 @@ def max_threads():
 
 
 def effective_threads(n_threads=None):
-    """Resolve an ``n_threads`` argument: None or 0 = all (max_threads()), -1 = all but none
-    fewer than one, k > 0 = k; always 1 in a build without OpenMP."""
+    """The number of threads a kernel will use for an ``n_threads`` argument.
+
+    None  all of them: ``max_threads()``, i.e. OpenMP's maximum, which honours
+          ``OMP_NUM_THREADS`` and a ``threadpoolctl`` limit
+    -1    all of them as well; -2 all but one, -k all but k-1 (never fewer than 1),
+          as in scikit-learn and joblib
+    k > 0 exactly k threads (more than the cores is allowed, and slower)
+    0     an error (ValueError), as in scikit-learn: "no threads" means nothing
+
+    A build without OpenMP always gives 1 (after checking the argument).
+    """
+    if n_threads is None:
+        n = None
+    else:
+        n = int(n_threads)
+        if n == 0:
+            raise ValueError("n_threads = 0 is invalid: use None or -1 for all threads, k > 0 for k")
     if not cyext_openmp_enabled():
         return 1
     top = cyext_max_threads()
-    if n_threads is None or n_threads == 0:
+    if n is None:
         return top
-    n = int(n_threads)
     if n < 0:
         return max(1, top + 1 + n)
     return n

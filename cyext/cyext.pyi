@@ -1,26 +1,33 @@
-"""Type stub of the compiled kernels (cyext/cyext.pyx and the .pxi families it includes)."""
+"""Type stub of the compiled kernels (cyext/cyext.pyx and the .pxi families it includes).
+
+Installed beside the extension (``cyext.pyi``) and as the stub-only package
+``cyext-stubs``; ``python -m mypy.stubtest cyext`` checks it against the built module.
+New kernel families append their signatures at the end.
+"""
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
-SUM_BLOCK: int
-RECORD_FIELDS: int
-RECORD_TABLES: tuple[str, str, str]
-RECORD_MIN_START: int
-FINAL_FIELDS: int
-CHASE_TABLES: tuple[str, str, str, str]
-
+# ---- threads (_threads.pxi)
 def openmp_enabled() -> bool: ...
 def max_threads() -> int: ...
 def effective_threads(n_threads: int | None = None) -> int: ...
 
+# ---- grouping (_grouping.pxi)
+@disjoint_base
 class GroupIndex:
-    codes: npt.NDArray[np.uint64]
+    @property
+    def codes(self) -> npt.NDArray[np.uint64]: ...
     def __init__(self, codes: npt.ArrayLike) -> None: ...
     def __len__(self) -> int: ...
     def lookup(self, codes: npt.ArrayLike) -> npt.NDArray[np.int32]: ...
 
+# ---- history counting (_histories.pxi)
+HISTORY_ROOM: int
+
+@disjoint_base
 class HistoryCounter:
     def __init__(self) -> None: ...
     def __len__(self) -> int: ...
@@ -29,13 +36,43 @@ class HistoryCounter:
     def add_counts(self, codes: npt.ArrayLike, counts: npt.ArrayLike) -> None: ...
     def result(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]: ...
 
+# ---- record deviations (_records.pxi)
+RECORD_TABLES: tuple[str, ...]
+RECORD_MIN_START: int
+RECORD_DTYPE: np.dtype[np.void]
+
+def new_record_partials(n_groups: int, n_parts: int) -> npt.NDArray[np.void]: ...
+def merge_record_partials(partials: npt.ArrayLike) -> npt.NDArray[np.void]: ...
+
+# ---- final-photon deviations (_finals.pxi)
+FINAL_DTYPE: np.dtype[np.void]
+
+def new_final_partials(n_groups: int, n_parts: int) -> npt.NDArray[np.void]: ...
+def merge_final_partials(partials: npt.ArrayLike) -> npt.NDArray[np.void]: ...
+
+# ---- the deviation pass (_deviations.pxi)
+SUM_BLOCK: int
+
+@disjoint_base
 class DeviationAccumulator:
-    index: GroupIndex
-    n_threads: int
-    records: bool
-    finals: bool
-    keep_blocks: bool
-    blocks: list[tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float64]]]
+    @property
+    def index(self) -> GroupIndex: ...
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def records(self) -> bool: ...
+    @property
+    def finals(self) -> bool: ...
+    @property
+    def keep_blocks(self) -> bool: ...
+    @property
+    def record_partials(self) -> npt.NDArray[np.void]: ...
+    @property
+    def final_partials(self) -> npt.NDArray[np.void]: ...
+    @property
+    def sums(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def blocks(self) -> list[tuple[int, npt.NDArray[np.int32], npt.NDArray[np.float64]]]: ...
     def __init__(self, index: GroupIndex, thresholds: npt.ArrayLike, cuts: npt.ArrayLike,
                  n_threads: int | None = None, *, records: bool = True, finals: bool = True,
                  keep_blocks: bool = False) -> None: ...
@@ -44,16 +81,17 @@ class DeviationAccumulator:
             start: int, stop: int) -> None: ...
     def result(self) -> dict[str, Any]: ...
 
-def new_record_partials(n_groups: int, n_parts: int) -> npt.NDArray[np.int64]: ...
-def merge_record_partials(partials: npt.ArrayLike) -> npt.NDArray[np.int64]: ...
-def new_final_partials(n_groups: int, n_parts: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
-def merge_final_partials(counts: npt.ArrayLike, extrema: npt.ArrayLike
-                         ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
 def merge_block_sums(n_groups: int, blocks: list[tuple[int, np.ndarray, np.ndarray]]) -> npt.NDArray[np.float64]: ...
+
+# ---- chasing photons (_chase.pxi)
+CHASE_TABLES: tuple[str, ...]
+
 def chase(out_index: npt.NDArray[np.int64], out_dev: npt.NDArray[np.float64], table: int, code: int,
           all_codes: bool, min_dev: float, values_a: np.ndarray, values_b: np.ndarray,
           seq_a: npt.NDArray[np.uint64], seq_b: npt.NDArray[np.uint64], start: int, stop: int,
           n_threads: int | None = None) -> tuple[int, int]: ...
+
+# ---- read floor (_floor.pxi)
 def read_floor(words: npt.NDArray[np.uint64], n_threads: int | None = None) -> int: ...
 
 # _migration.pxi: history migration, photon selection, two code columns in one pass

@@ -1,4 +1,4 @@
-"""Every engine gives the same tables for the same input (data contract, "Exactness")."""
+"""Every engine gives the same tables for the same input (docs/event-format.md, section 5, "Exactness")."""
 import json
 import tempfile
 from pathlib import Path
@@ -48,6 +48,7 @@ def test_engines_agree_on_random_input(case, msli):
             assert_same(results[0], other)
 
 
+@pytest.mark.slow
 def test_engines_agree_on_many_distinct_histories(tmp_path):
     pair = EventPair.open(*random_pair(tmp_path, 100_000, distinct=True, p_aligned=0.7, maxrec=3))
     cy = compare(pair, "cython")
@@ -70,11 +71,19 @@ def test_thread_counts_give_identical_tables(tmp_path):
     assert_same(one, two)
 
 
-def test_threadpoolctl_limit_is_honoured(tmp_path):
+def test_threadpoolctl_limit_is_honoured(tmp_path, cyext):
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not cyext.openmp_enabled():
+        pytest.skip("a build without OpenMP always runs on one thread")
     pair = EventPair.open(*random_pair(tmp_path, 20_000))
-    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
-        one = compare(pair, "cython")
+    with threadpoolctl.threadpool_limits(3, user_api="openmp"):  # more than 1 even on one core
+        engine = get_engine("cython")
+        assert cyext.max_threads() == 3 and engine.n_threads == 3
+        with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+            assert cyext.max_threads() == 1 and cyext.effective_threads(None) == 1
+            engine = get_engine("cython")
+            assert engine.n_threads == 1
+            one = compare(pair, engine)
     assert_same(one, compare(pair, "cython", n_threads=2))
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import random_pair
+from conftest import hand_records, kernel_record_deviations, random_pair
 from photonab import EventPair
 from photonab.cuts import RECORD_TABLES, Cuts
 from photonab.engines import reference
@@ -100,15 +100,12 @@ def test_record_aggregates_match_reference(cyext, tmp_path, n_threads):
     merged = _accumulate(cyext, pair, groups, cuts, [(0, cyext.SUM_BLOCK), (cyext.SUM_BLOCK, n)], n_threads,
                          finals=False)["records"]
     dev, aligned, g = _reference_records(pair, groups)
-    for k, table in enumerate(RECORD_TABLES):
+    for table in RECORD_TABLES:
         want = reference.aggregate_rows(table, groups, g, aligned, dev[table][aligned], cuts[table])
-        f = 1 + 7 * k
-        assert np.array_equal(merged[:, 0], want.nitem)
-        assert np.array_equal(merged[:, f:f + 3], want.ndisc)
-        assert np.array_equal(merged[:, f + 3], want.max)
-        assert np.array_equal(merged[:, f + 4], want.min)
-        assert np.array_equal(merged[:, f + 5], want.sum)
-        assert np.array_equal(merged[:, f + 6], want.argmax)
+        got = merged[table]
+        assert np.array_equal(merged["nitem"], want.nitem)
+        for name in ("ndisc", "max", "min", "sum", "argmax"):
+            assert np.array_equal(got[name], getattr(want, name)), (table, name)
 
 
 def test_record_thresholds_equal_the_float_predicate():
@@ -133,15 +130,14 @@ def test_final_aggregates_match_reference(cyext, tmp_path, n_threads):
     step = 2 * cyext.SUM_BLOCK
     ranges = [(s, min(n, s + step)) for s in range(0, n, step)]
     got = _accumulate(cyext, pair, groups, cuts, ranges, n_threads, records=False)
-    c, e = got["final_counts"], got["final_extrema"]
+    f = got["finals"]
     sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
     aligned = np.flatnonzero(sa == sb)
     d = reference.final_deviation(pair.a.ox, pair.b.ox)[aligned]
     want = reference.aggregate_rows("ox", groups, np.searchsorted(groups, sa[aligned]), aligned, d, cuts.ox)
     assert want.nnan.sum() > 0
-    assert np.array_equal(c[:, 0], want.nitem) and np.array_equal(c[:, 1], want.nnan)
-    assert np.array_equal(c[:, 2:5], want.ndisc) and np.array_equal(c[:, 5], want.argmax)
-    assert np.array_equal(e[:, 0], want.max) and np.array_equal(e[:, 1], want.min)
+    for name in ("nitem", "nnan", "ndisc", "argmax", "max", "min"):
+        assert np.array_equal(f[name], getattr(want, name)), name
     assert np.array_equal(got["sums"], want.sum)  # bit for bit: same association
     # ranges in any order, kept blocks merged afterwards: the same bits
     kept = _accumulate(cyext, pair, groups, cuts, ranges[::-1], n_threads, records=False, keep_blocks=True)
@@ -195,3 +191,87 @@ def test_chase_finds_the_most_deviant(cyext, tmp_path, table):
 def test_read_floor(cyext):
     words = np.arange(1000, dtype=np.uint64)
     assert cyext.read_floor(words, 2) == words.sum()
+
+
+@pytest.mark.parametrize("n, n_codes", [(3 * (1 << 16), 6), (300, 40)])  # a copy put back / looked up first
+def test_refused_range_leaves_the_accumulator_as_it_was(cyext, tmp_path, n, n_codes):
+    pair = _pair(tmp_path, n=n, maxrec=2, seed=3, n_codes=n_codes, nan=2)
+    cuts = Cuts.for_domains(pair.domains)
+    sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
+    groups = np.unique(sa[sa == sb])
+    # a history missing from the index near the end of the range, after most photons were seen
+    bad_a, bad_b = sa.copy(), sb.copy()
+    bad_a[-1] = bad_b[-1] = np.uint64(0xDEAD)
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 2)
+    with pytest.raises(ValueError, match="not in the index; nothing was added"):
+        acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, bad_a, bad_b, 0, n)
+    empty = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 2)
+    for name in ("records", "finals", "sums"):
+        assert np.array_equal(acc.result()[name], empty.result()[name], equal_nan=name == "sums"), name
+    # and it goes on as if the refused range had not been offered
+    acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, sa, sb, 0, n)
+    want = _accumulate(cyext, pair, groups, cuts, [(0, n)], 2)
+    for name in ("records", "finals", "sums"):
+        assert np.array_equal(acc.result()[name], want[name]), name
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_record_deviations_by_hand(cyext, n_threads):
+    a, b, want = hand_records()
+    assert np.array_equal(kernel_record_deviations(cyext, a, b, n_threads), want)
+    # the numpy reference of the other engines agrees with the same hand-made numbers
+    dev = reference.record_deviations(a, b)
+    assert np.array_equal(np.stack([dev[t] for t in RECORD_TABLES], axis=1), want)
+    assert cyext.RECORD_TABLES == ("rpost", "rtime", "rpol")  # the column order of ``want``
+
+
+def test_record_aggregates_by_hand(cyext):
+    """One history, the seven hand-made photons: counts beyond integer thresholds
+    (d >= threshold), max with the photon that reaches it, min and sum, by hand."""
+    a, b, _ = hand_records()
+    seq = np.full(len(a), 0xD, np.uint64)
+    thresholds = np.array([[2, 6, 65535], [7, 8, 40000], [1, 2, 255]])
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), thresholds, np.zeros(3), 1, finals=False)
+    acc.add(a, b, None, None, seq, seq, 0, len(a))
+    rec = acc.result()["records"]
+    assert rec.dtype == cyext.RECORD_DTYPE and rec["nitem"].tolist() == [7]
+    # rpost 5, 0, 65535, 0, 0, 0, 1; rtime 0, 7, 32768, 0, 0, 0, 0; rpol 0, 0, 0, 254, 0, 2, 0
+    by_hand = {"rpost": ([2, 1, 1], 65535, 0, 65541, 2), "rtime": ([2, 1, 0], 32768, 0, 32775, 2),
+               "rpol": ([2, 2, 0], 254, 0, 256, 3)}
+    for table, (ndisc, mx, mn, total, argmax) in by_hand.items():
+        row = rec[table][0]
+        assert row["ndisc"].tolist() == ndisc, table
+        assert (row["max"], row["min"], row["sum"], row["argmax"]) == (mx, mn, total, argmax), table
+
+
+def test_record_argmax_ties_keep_the_lowest_photon(cyext):
+    a, b, _ = hand_records()
+    a, b = np.concatenate([a, a]), np.concatenate([b, b])  # photons 7..13 repeat 0..6
+    seq = np.full(len(a), 0xD, np.uint64)
+    for n_threads in (1, 2):
+        acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.ones((3, 3), np.int64), np.zeros(3),
+                                         n_threads, finals=False)
+        acc.add(a, b, None, None, seq, seq, 0, len(a))
+        rec = acc.result()["records"]
+        assert [rec[t]["argmax"][0] for t in RECORD_TABLES] == [2, 2, 3]
+
+
+def test_effective_threads(cyext):
+    with pytest.raises(ValueError, match="n_threads = 0 is invalid"):
+        cyext.effective_threads(0)
+    assert cyext.effective_threads(1) == 1
+    top = cyext.max_threads()
+    if cyext.openmp_enabled():
+        assert cyext.effective_threads(None) == cyext.effective_threads(-1) == top
+        assert cyext.effective_threads(-2) == max(1, top - 1)
+        assert cyext.effective_threads(-1000) == 1
+        assert cyext.effective_threads(3) == 3
+    else:
+        assert cyext.effective_threads(None) == cyext.effective_threads(3) == 1
+
+
+def test_zero_threads_is_an_input_error():
+    from photonab import InputError
+    from photonab.engines import get_engine
+    with pytest.raises(InputError, match="n_threads = 0 is invalid"):
+        get_engine("cython", n_threads=0)

@@ -123,7 +123,7 @@ def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=O
                       {t: DeviationTable(aggregates[t]) for t in tables}, seconds)
 
 
-TABLE_NUMBER = {t: k for k, t in enumerate(TABLES)}  # the chase kernel's table numbers
+TABLE_NUMBER = {t: k for k, t in enumerate(import_cyext().CHASE_TABLES)}  # the chase kernel's table numbers
 
 
 def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int = 10,

@@ -1,4 +1,4 @@
-"""Deviation cuts (data contract, section 5): three levels per table, in physical units.
+"""Deviation cuts (docs/event-format.md, section 5): three levels per table, in physical units.
 
 Record cuts are multiples of the compression bin ("eps"); the ox cuts are absolute
 and user-settable. A photon is beyond cut k when its deviation ``d * bin > cut_k``
@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._cyext import load as _load_cyext
 from .events import Domains
 
-RECORD_TABLES = ("rpost", "rtime", "rpol")
+#: the record tables in the order of the kernels' thresholds and deviations (defined once, in cyext)
+RECORD_TABLES = _load_cyext().RECORD_TABLES
 TABLES = RECORD_TABLES + ("ox",)
 LEVELS = ("INFO", "WARNING", "ERROR", "FATAL")
 UNITS = {"rpost": "mm", "rtime": "ns", "rpol": "", "ox": ""}

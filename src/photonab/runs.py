@@ -16,6 +16,7 @@ from .comparison import Comparison, compare
 from .cuts import OX_CUTS, TABLES
 from .engines import get_engine
 from .engines.base import DeviationAggregate, HistoryCounts
+from .engines.reference import RECORD_MIN_START
 from .errors import InputError
 from .events import EventPair
 from .tables import DeviationTable, HistoryTable
@@ -62,7 +63,7 @@ def combine_aggregates(aggs: list[DeviationAggregate]) -> tuple[DeviationAggrega
     G = len(codes)
     is_float = first.table == "ox"  # the record tables count stored integers
     mx = np.full(G, -np.inf) if is_float else np.full(G, -1, np.int64)
-    mn = np.full(G, np.inf) if is_float else np.full(G, 65536, np.int64)
+    mn = np.full(G, np.inf) if is_float else np.full(G, RECORD_MIN_START, np.int64)
     total = np.zeros(G) if is_float else np.zeros(G, np.int64)
     nitem, nnan = np.zeros(G, np.int64), np.zeros(G, np.int64)
     ndisc = np.zeros((G, 3), np.int64)

@@ -7,7 +7,7 @@
   a re-selection of every per-photon array per history row
 
 Every engine returns the same :class:`HistoryCounts` and :class:`DeviationAggregate`
-for the same input (data contract, "Exactness").
+for the same input (docs/event-format.md, section 5, "Exactness").
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._cyext import load as load_cyext
 from ..cuts import RECORD_TABLES, TABLES, Cuts
 from ..errors import InputError
 from ..events import EventPair
@@ -16,14 +17,7 @@ from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
 
 def import_cyext():
     """The compiled extension, or a clear error when only its sources are reachable."""
-    try:
-        import cyext
-    except ImportError:
-        cyext = None
-    if not hasattr(cyext, "effective_threads"):  # None, or the namespace of the source folder
-        raise InputError("the compiled module 'cyext' is not installed (or the source folder "
-                         "shadows it); install the project with `pip install .`")
-    return cyext
+    return load_cyext()
 
 
 class CythonEngine:
@@ -31,7 +25,10 @@ class CythonEngine:
 
     def __init__(self, n_threads=None, chunk: int = 1 << 20):
         self.cyext = import_cyext()
-        self.n_threads = self.cyext.effective_threads(n_threads)
+        try:
+            self.n_threads = self.cyext.effective_threads(n_threads)
+        except ValueError as exc:  # a --threads the user gave
+            raise InputError(f"threads: {exc}") from None
         if chunk <= 0 or chunk % self.cyext.SUM_BLOCK:
             raise ValueError(f"chunk must be a positive multiple of {self.cyext.SUM_BLOCK}")
         self.chunk = chunk
@@ -60,18 +57,27 @@ class CythonEngine:
 
 
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
-    """The tables' aggregates from a merged DeviationAccumulator result."""
-    G = len(groups)
+    """The tables' aggregates from a merged DeviationAccumulator result, field by field:
+    ``records`` rows (cyext.RECORD_DTYPE: nitem, then per record table ndisc, max, min,
+    sum, argmax), ``finals`` rows (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
-    for k, table in enumerate(RECORD_TABLES):
+    for table in RECORD_TABLES:
         if table in tables:
             rec = result["records"]
-            f = 1 + 7 * k  # field layout of cyext's record rows
-            out[table] = DeviationAggregate(table, codes, rec[:, 0], rec[:, f:f + 3], np.zeros(G, np.int64),
-                                            rec[:, f + 3], rec[:, f + 4], rec[:, f + 5], rec[:, f + 6], cuts[table])
+            out[table] = DeviationAggregate(table, codes, nitem=_field(rec, "nitem"),
+                                            nnan=np.zeros(len(codes), np.int64), cuts=cuts[table],
+                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"))
     if "ox" in tables:
-        c, e = result["final_counts"], result["final_extrema"]
-        out["ox"] = DeviationAggregate("ox", codes, c[:, 0], c[:, 2:5], c[:, 1], e[:, 0], e[:, 1], result["sums"],
-                                       c[:, 5], cuts.ox)
+        out["ox"] = DeviationAggregate("ox", codes, sum=result["sums"], cuts=cuts.ox,
+                                       **_fields(result["finals"], "nitem", "nnan", "ndisc", "max", "min", "argmax"))
     return out
+
+
+def _field(rows: np.ndarray, name: str) -> np.ndarray:
+    """One field of structured rows as a plain contiguous array."""
+    return np.ascontiguousarray(rows[name])
+
+
+def _fields(rows: np.ndarray, *names: str) -> dict[str, np.ndarray]:
+    return {name: _field(rows, name) for name in names}

@@ -195,9 +195,8 @@ def merge_deviations(*parts: dict) -> dict:
     out = {"ranges": [r for p in parts for r in p["ranges"]]}
     if "records" in parts[0]:
         out["records"] = cy.merge_record_partials(np.stack([p["records"] for p in parts]))
-    if "final_counts" in parts[0]:
-        out["final_counts"], out["final_extrema"] = cy.merge_final_partials(
-            np.stack([p["final_counts"] for p in parts]), np.stack([p["final_extrema"] for p in parts]))
+    if "finals" in parts[0]:
+        out["finals"] = cy.merge_final_partials(np.stack([p["finals"] for p in parts]))
         out["blocks"] = [blk for p in parts for blk in p["blocks"]]
     return out
 

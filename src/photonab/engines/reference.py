@@ -1,6 +1,6 @@
 """Per-photon deviations and per-history aggregation in plain numpy.
 
-The arithmetic of the data contract ("Exactness"), written with numpy array
+The arithmetic of docs/event-format.md (section 5, "Exactness"), written with numpy array
 operations: the numpy and select engines use it, the tests use it as the reference
 the compiled kernels must equal.
 """
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._cyext import load as _load_cyext
 from ..cuts import TableCuts
 from .base import DeviationAggregate
 
-#: photons per summation block of the ox sums (the association every engine uses);
-#: equal to cyext.SUM_BLOCK, checked by the tests
-SUM_BLOCK = 1 << 16
+#: photons per summation block of the ox sums (the association every engine uses) and
+#: the start of a record min: the kernels' constants, defined once, in cyext
+SUM_BLOCK = _load_cyext().SUM_BLOCK
+RECORD_MIN_START = _load_cyext().RECORD_MIN_START
 
 
 def record_deviations(rx_a: np.ndarray, rx_b: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,7 +64,7 @@ def aggregate_rows(table: str, codes: np.ndarray, group_of_photon: np.ndarray, i
         dmin = np.full(G, np.inf)
     else:
         dmax = np.full(G, -1, np.int64)
-        dmin = np.full(G, 65536, np.int64)
+        dmin = np.full(G, RECORD_MIN_START, np.int64)
     np.maximum.at(dmax, g, d)
     np.minimum.at(dmin, g, d)
     argmax = np.full(G, np.iinfo(np.int64).max)
