@@ -140,12 +140,14 @@ def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, 
             raise InputError(f"{a_path}: {pair.n} photons here but {n_photons} on the client; "
                              "the workers must see the same event files as the client")
         try:
-            return work(pair)
+            result = work(pair)
+            pair.check_readable()  # a map shrank under the kernels: not this result
+            return result
         finally:
             if not _keep_mapped():
                 release_pages(_photon_arrays(pair), start, stop)
     except InputError as exc:
-        raise InputError(f"{_where()}: {exc}") from None
+        raise type(exc)(f"{_where()}: {exc}") from None  # InputChangedError stays one
     except Exception as exc:
         raise RuntimeError(f"{_where()}: {kind} of photons [{start}, {stop}) of {a_path} and {b_path} "
                            f"failed: {type(exc).__name__}: {exc}") from exc
@@ -360,6 +362,7 @@ class DaskEngine:
                         if done.status != "finished":
                             done.result()  # raises the task's error
                         start, stop = chunks[done]
+                        pair.check_unchanged()
                         bar.update(stop - start)
                 result = root.result()
             except Exception as exc:
