@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import interrupt
 from .cuts import LEVELS, OX_CUTS, TABLES
 from .errors import EXIT_INPUT_CHANGED, InputChangedError, InputError
 from .events import EventPair, parse_msli, tag_folders
@@ -228,6 +229,7 @@ def _report(args, result) -> int:
     return result.rc
 
 
+@interrupt.program  # Ctrl-C: one line, status 130, within a second
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -273,5 +275,5 @@ def main(argv=None) -> int:
         print(f"photonab: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
-        print("photonab: interrupted", file=sys.stderr)
-        return 130
+        interrupt.announce()  # one line, once (docs/reliability.md)
+        return interrupt.STATUS

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import interrupt
 from .errors import InputChangedError, InputError
 
 #: file -> (dtype, shape after the photon axis or full shape, per-photon?, required?)
@@ -88,11 +89,11 @@ class FileStamp(NamedTuple):
     def difference(self, now: "FileStamp") -> str | None:
         """How ``now`` differs from this stamp, in words; None when it does not."""
         if (now.inode, now.device) != (self.inode, self.device):
-            return "replaced by another file (inode changed)"
+            return "replaced by another file: inode changed"
         if now.size != self.size:
             return f"size changed from {self.size} to {now.size} bytes"
         if now.mtime_ns != self.mtime_ns:
-            return "modified (mtime changed)"
+            return "modified in place: mtime changed"
         return None
 
 
@@ -196,8 +197,7 @@ class WatchedFile:
     def damage(self) -> str | None:
         """Why the mapped data can no longer be trusted, in words; None when it can."""
         if self.slot >= 0 and _cyext_guard().guard_faults(self.slot):
-            return ("the file shrank under its memory map and pages past its new end were read "
-                    "(bus error caught, those reads gave zeros)")
+            return "shrank under its memory map: reads past its new end hit a bus error, caught"
         if self.mm is not None:
             try:
                 size = self.mm.size()  # fstat of the mapped file, whatever its name is now
@@ -326,14 +326,14 @@ class Event:
         self.files.append(WatchedFile(path, stamp, need, mm, guard_map(mm)))
         return arr
 
-    def damage(self) -> list[str]:
+    def damage(self) -> list[tuple[Path, str]]:
         """Files whose mapped data can no longer be trusted (truncated, or read past a
-        new end): ``'path: why'`` each; whatever read them must be discarded."""
-        return [f"{f.path}: {why}" for f in self.files if (why := f.damage()) is not None]
+        new end), with why; whatever read them must be discarded."""
+        return [(f.path, why) for f in self.files if (why := f.damage()) is not None]
 
-    def changes(self) -> list[str]:
-        """Files replaced, resized or modified since they were opened: ``'path: how'`` each."""
-        return [f"{f.path}: {how}" for f in self.files if (how := f.change()) is not None]
+    def changes(self) -> list[tuple[Path, str]]:
+        """Files replaced, resized or modified since they were opened, with how."""
+        return [(f.path, how) for f in self.files if (how := f.change()) is not None]
 
     def __repr__(self):
         return f"Event({str(self.path)!r}, n={self.n}, maxrec={self.maxrec})"
@@ -452,10 +452,12 @@ class EventPair:
         allow = self.allow_changing_input if allow_changing_input is None else allow_changing_input
         changes = self.a.changes() + self.b.changes()
         if changes and not allow:
-            raise InputChangedError(f"{changes[0]}: changed while being read, so the tables could mix two "
+            path, how = changes[0]
+            raise InputChangedError(f"{path}: changed while being read ({how}), so the tables could mix two "
                                     "versions of the data and none was computed; rerun once the file is "
                                     "complete, or pass --allow-changing-input (allow_changing_input=True) "
                                     "to get them with a warning")
+        changes = [f"{path}: {how}" for path, how in changes]
         self.changed += [c for c in changes if c not in self.changed]
         return changes
 
@@ -463,10 +465,13 @@ class EventPair:
         """Raise :class:`InputChangedError` when an input was truncated under its map, or
         pages past a new end were read (as zeros, by the SIGBUS guard): whatever was
         computed from the maps since is not the data and must be discarded."""
+        if interrupt.pending():  # a Ctrl-C that Python dropped in a finalizer (photonab.interrupt)
+            raise KeyboardInterrupt
         damaged = self.a.damage() + self.b.damage()
         if damaged:
-            raise InputChangedError(f"{damaged[0]}: changed while being read; the result was "
-                                    "discarded and no table computed; rerun once the file is complete")
+            path, why = damaged[0]
+            raise InputChangedError(f"{path}: changed while being read ({why}); the result was discarded "
+                                    "and no table computed; rerun once the file is complete")
 
     def checked(self, chunks):
         """``chunks`` (e.g. photon ranges) as they are, with :meth:`check_unchanged` before
@@ -487,12 +492,10 @@ class EventPair:
             try:
                 yield self
             except Exception as exc:
-                if isinstance(exc, InputChangedError) or not (self.a.damage() or self.b.damage()
-                                                              or self.a.changes() or self.b.changes()):
+                if isinstance(exc, InputChangedError):
                     raise
-                self.allow_changing_input = False  # the error stands: say which file changed
-                try:
-                    self.check_unchanged()
+                try:  # an input that changed explains the error: say which
+                    self.check_unchanged(allow_changing_input=False)
                 except InputChangedError as changed:
                     raise changed from exc
                 raise

@@ -242,9 +242,10 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1):
     import distributed
     # without a dashboard the scheduler still serves health checks over HTTP, by
     # default on port 8787: take any free loopback port instead of a well-known one
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                                    host="127.0.0.1", dashboard_address=None,
-                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    from ..interrupt import without_sigint  # workers leave a Ctrl-C to photonab (docs/reliability.md)
+    return without_sigint(lambda: distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
+        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
 
 
 def _shutdown(client, cluster):
