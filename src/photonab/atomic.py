@@ -34,12 +34,14 @@ def _fsync_dir(folder: Path) -> None:
 def _temporary_sibling(path: Path, folder: bool) -> Path:
     # the real suffix stays last, so tools that infer a format from it (savefig) still can
     prefix = f".{path.stem}.tmp-"
-    if folder:
-        return Path(tempfile.mkdtemp(prefix=prefix, suffix=path.suffix, dir=path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
+    if folder:
+        tmp = tempfile.mkdtemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a shared cache is as readable as any folder
+        return Path(tmp)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
     return Path(tmp)
 
