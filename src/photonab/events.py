@@ -494,10 +494,10 @@ class EventPair:
             except Exception as exc:
                 if isinstance(exc, InputChangedError):
                     raise
-                try:  # an input that changed explains the error: say which
+                try:  # an input that changed explains the error: say which, and the error
                     self.check_unchanged(allow_changing_input=False)
                 except InputChangedError as changed:
-                    raise changed from exc
+                    raise InputChangedError(f"{changed}; the error it caused: {exc}") from exc
                 raise
             self.check_unchanged()
         finally:
