@@ -34,12 +34,14 @@ def _fsync_dir(folder: Path) -> None:
 def _temporary_sibling(path: Path, folder: bool) -> Path:
     # the real suffix stays last, so tools that infer a format from it (savefig) still can
     prefix = f".{path.stem}.tmp-"
-    if folder:
-        return Path(tempfile.mkdtemp(prefix=prefix, suffix=path.suffix, dir=path.parent))
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
+    if folder:
+        tmp = tempfile.mkdtemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a shared cache is as readable as any folder
+        return Path(tmp)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is as readable as any file
     return Path(tmp)
 
@@ -108,19 +110,25 @@ def atomic_folder(path):
 
 
 @contextlib.contextmanager
-def file_lock(path):
+def file_lock(path, waiting=None):
     """Hold an exclusive lock on ``path`` (created if needed) for the block.
 
     ``flock`` locks belong to the open file: the kernel drops them when the holder
     exits or is killed, so a stale lock never blocks a later process. Waiting can be
-    interrupted with Ctrl-C.
+    interrupted with Ctrl-C. ``waiting()``, when given, is called once before waiting
+    for a lock that another process holds (to say so).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock

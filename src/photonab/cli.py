@@ -10,8 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+from . import interrupt
 from .cuts import LEVELS, OX_CUTS, TABLES
-from .errors import InputError
+from .errors import EXIT_INPUT_CHANGED, InputChangedError, InputError
 from .events import EventPair, parse_msli, tag_folders
 
 DEMO_PHOTONS = 1_000_000
@@ -24,7 +25,8 @@ EPILOG = """examples:
   python -m photonab compare A B --engine dask --scheduler tcp://head:8786
   python -m photonab synth /tmp/evts --photons 10M --seed 1
 exit code of compare: one bit per failing deviation table (rpost 1, rtime 2, rpol 4, ox 8);
-64 for bad input or arguments (the message names the file and what is wrong)"""
+64 for bad input or arguments (the message names the file and what is wrong); 74 when an input
+changed while being read; 130 when interrupted (Ctrl-C)"""
 
 #: exit code for bad input: above the return-code bits of the tables
 EXIT_INPUT_ERROR = 64
@@ -161,6 +163,8 @@ def _add_report_arguments(p: argparse.ArgumentParser):
     p.add_argument("--plot", type=Path, default=None, help="also draw the tables as a PNG here (needs matplotlib)")
     p.add_argument("--chase", type=int, default=0, metavar="K",
                    help="for each failing table, list the K most deviant photons of its worst row")
+    p.add_argument("--allow-changing-input", action="store_true",
+                   help="an input changing during the run gives the tables with a loud warning, not exit 74")
 
 
 def _make_engine(args):
@@ -180,7 +184,7 @@ def _tables(args) -> tuple[str, ...]:
 def _run_compare(args, pair: EventPair) -> int:
     from .comparison import compare
     result = compare(pair, _make_engine(args), tables=_tables(args), ox_cuts=args.ox_cuts,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, allow_changing_input=args.allow_changing_input)
     return _report(args, result)
 
 
@@ -199,7 +203,7 @@ def _run_run(args) -> int:
             raise InputError("give A_DIR B_DIR pairs, or --base (or $OPTICKS_EVENT_BASE) with --tags")
         pairs = [tag_folders(base, args.pfx, args.det, args.src, t) for t in parse_tags(args.tags)]
     result = compare_run(pairs, _make_engine(args), tables=_tables(args), ox_cuts=args.ox_cuts, msli=args.msli,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, allow_changing_input=args.allow_changing_input)
     return _report(args, result)
 
 
@@ -225,6 +229,7 @@ def _report(args, result) -> int:
     return result.rc
 
 
+@interrupt.program  # Ctrl-C: one line, status 130, within a second
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -237,14 +242,8 @@ def main(argv=None) -> int:
         if args.command == "run":
             return _run_run(args)
         if args.command == "demo":
-            from .synth import DEFAULT_FAULTS, synthesize
-            cache = (args.cache or default_cache()) / f"demo-{args.photons}"
-            a_dir, b_dir = cache / "evt" / "box" / "torch" / "1", cache / "evt" / "box" / "torch" / "-1"
-            # synthesize writes the domain files last: a folder without them is unfinished
-            if not all((d / "idom.npy").exists() for d in (a_dir, b_dir)):
-                print(f"generating the demo pair ({args.photons} photons) into {cache} ...", file=sys.stderr)
-                synthesize(cache, args.photons, seed=0, faults=DEFAULT_FAULTS, nan=5,
-                           progress=not args.no_progress)
+            from .demo import ensure_demo_pair  # generated once, under a lock (docs/reliability.md)
+            a_dir, b_dir = ensure_demo_pair(args.cache or default_cache(), args.photons, not args.no_progress)
             rc = _run_compare(args, EventPair.open(a_dir, b_dir))
             # the demo's faults are injected on purpose: report them, but the demo itself worked
             print(f"(demo: faults were injected on purpose; `compare` on these folders exits with rc {rc})")
@@ -269,9 +268,12 @@ def main(argv=None) -> int:
             return 0
         parser.print_help()
         return EXIT_INPUT_ERROR
+    except InputChangedError as exc:  # before InputError, its base (docs/reliability.md)
+        print(f"photonab: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_CHANGED
     except InputError as exc:
         print(f"photonab: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
-        print("photonab: interrupted", file=sys.stderr)
-        return 130
+        interrupt.announce()  # one line, once (docs/reliability.md)
+        return interrupt.STATUS

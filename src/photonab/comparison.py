@@ -16,7 +16,7 @@ from .engines import get_engine
 from .engines.base import HistoryCounts, no_progress
 from .engines.compiled import import_cyext
 from .errors import InputError
-from .events import EventPair
+from .events import EventPair, changed_input_warning
 from .tables import DeviationTable, HistoryTable
 
 
@@ -55,7 +55,9 @@ class Comparison:
                 and all(self.tables[t].raw.equals(other.tables[t].raw) for t in self.tables))
 
     def render(self, rows: int = 10, history_rows: int = 20, skip=()) -> str:
-        return report.render_comparison(self, rows=rows, history_rows=history_rows, skip=skip)
+        text = report.render_comparison(self, rows=rows, history_rows=history_rows, skip=skip)
+        warning = changed_input_warning(self.pair.changed)  # docs/reliability.md
+        return text if warning is None else f"{warning}\n\n{text}\n\n{warning}"
 
     def __str__(self):
         return self.render()
@@ -77,7 +79,7 @@ class Comparison:
         return {"a": str(self.pair.a.path), "b": str(self.pair.b.path), "photons": self.pair.n,
                 "msli": report.format_slice(self.pair.a.msli), "engine": self.engine, "rc": self.rc,
                 "seconds": self.seconds, "history": self.history.to_dict(history_rows, skip),
-                "deviations": deviations}
+                "deviations": deviations, "input_changed": list(self.pair.changed)}
 
     def to_json(self, path=None, **kw) -> str:
         return report.write_json(self.to_dict(**kw), path)
@@ -97,11 +99,13 @@ class Comparison:
 
 
 def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=OX_CUTS, n_threads=None,
-            progress=False) -> Comparison:
+            progress=False, allow_changing_input=False) -> Comparison:
     """Compare A with B with the named engine (``cython``, ``numpy``, ``select``).
 
     ``progress`` True draws tqdm bars on stderr; a callable ``progress(total, desc)``
-    returning a bar (with ``update`` and context-manager use) is used as is.
+    returning a bar (with ``update`` and context-manager use) is used as is. An input
+    that changes during the comparison raises InputChangedError, or with
+    ``allow_changing_input`` gives tables with a warning (docs/reliability.md).
     """
     tables = tuple(dict.fromkeys(tables))  # each table once, in the order asked
     if not tables:
@@ -113,12 +117,13 @@ def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=O
     eng = get_engine(engine, n_threads=n_threads) if isinstance(engine, str) else engine
     cuts = Cuts.for_domains(pair.domains, ox=ox_cuts)
     seconds = {}
-    t0 = time.perf_counter()
-    counts = eng.histories(pair, progress=bar)
-    seconds["histories"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar)
-    seconds["deviations"] = time.perf_counter() - t0
+    with pair.reading(allow_changing_input):
+        t0 = time.perf_counter()
+        counts = eng.histories(pair, progress=bar)
+        seconds["histories"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar)
+        seconds["deviations"] = time.perf_counter() - t0
     return Comparison(pair, eng.name, cuts, counts, HistoryTable(counts),
                       {t: DeviationTable(aggregates[t]) for t in tables}, seconds)
 
@@ -151,4 +156,5 @@ def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int =
     k, found = cy.chase(index, dev, TABLE_NUMBER[table], np.uint64(code or 0), code is None, min_dev,
                         getattr(pair.a, values), getattr(pair.b, values), pair.a.seqhis, pair.b.seqhis,
                         0, pair.n, n_threads)
+    pair.check_readable()  # a map shrank under the kernel: its photons are not the data
     return report.Chase(pair, table, code, level, index[:k], dev[:k] * cuts[table].bin, found)

@@ -3,19 +3,30 @@
 An event is a folder of ``.npy`` files (data contract, section 1). Nothing here reads a
 whole per-photon array: arrays are ``np.load(mmap_mode="r")`` maps, sliced by ``--msli``,
 and the decoders turn only the photons asked for into float32 values.
+
+Files can change while they are read (a simulation still writing, a second job
+regenerating them). Each file's identity (size, mtime, inode) is noted at open, the maps
+are watched by cyext's SIGBUS guard, and :meth:`EventPair.check_unchanged` (called by
+the engines before each chunk and at the end of a comparison) turns any change into an
+:class:`~photonab.errors.InputChangedError` naming the file, or, where the caller
+allows changing input, into a warning carried with the result (docs/reliability.md).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .errors import InputError
+from . import interrupt
+from .errors import InputChangedError, InputError
 
 #: file -> (dtype, shape after the photon axis or full shape, per-photon?, required?)
 LAYOUT = {
@@ -63,17 +74,48 @@ def parse_msli(spec: str | slice | None) -> slice:
 # ---------------------------------------------------------------- reading .npy safely
 
 
+class FileStamp(NamedTuple):
+    """What says a file is the one that was opened: size, modification time, inode."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "FileStamp":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+    def difference(self, now: "FileStamp") -> str | None:
+        """How ``now`` differs from this stamp, in words; None when it does not."""
+        if (now.inode, now.device) != (self.inode, self.device):
+            return "replaced by another file: inode changed"
+        if now.size != self.size:
+            return f"size changed from {self.size} to {now.size} bytes"
+        if now.mtime_ns != self.mtime_ns:
+            return "modified in place: mtime changed"
+        return None
+
+
 def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -> np.ndarray:
     """Open one ``.npy`` memory-mapped, checking header, dtype, shape, order and size.
 
     ``tail`` is the expected shape after the first axis (or the full shape for
     whole-loaded arrays); ``None`` entries are free. Every failure names the file.
     """
+    return open_npy(path, dtype, tail, whole=whole)[0]
+
+
+def open_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False
+             ) -> tuple[np.ndarray, FileStamp, int]:
+    """:func:`read_npy`, also giving the file's stamp at open and the bytes its header
+    promises (what :class:`Event` watches while the file is read)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: missing file")
     try:
         with open(path, "rb") as fh:
+            stamp = FileStamp.of(os.fstat(fh.fileno()))
             version = np.lib.format.read_magic(fh)
             read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                            else np.lib.format.read_array_header_2_0)
@@ -92,15 +134,85 @@ def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -
                                  for i, e in enumerate(expect)) + ")"
         raise InputError(f"{path}: shape {shape} but expected {pretty}")
     need = offset + math.prod(shape) * dtype.itemsize  # Python ints: a corrupt shape cannot wrap
-    have = os.path.getsize(path)
+    have = stamp.size
     if have < need:
         raise InputError(f"{path}: truncated: {have} bytes on disk, header promises {need}")
     try:
         if math.prod(shape) == 0:
-            return np.zeros(shape, dtype)
-        return np.load(path, mmap_mode="r") if not whole else np.load(path)
+            arr = np.zeros(shape, dtype)
+        else:
+            arr = np.load(path, mmap_mode="r") if not whole else np.load(path)
     except (ValueError, OSError) as exc:
         raise InputError(f"{path}: cannot be read ({exc})") from None
+    try:
+        change = stamp.difference(FileStamp.of(os.stat(path)))
+    except OSError:
+        change = "removed"
+    if change is not None:  # the header read and the map may be of two versions
+        raise InputChangedError(f"{path}: changed while being opened ({change}); rerun once it is complete")
+    return arr, stamp, need
+
+
+# ---------------------------------------------------------------- watching inputs
+
+
+def _cyext_guard():
+    """cyext when it has the SIGBUS guard, else None (the maps are then read unguarded)."""
+    try:
+        import cyext
+    except ImportError:
+        return None
+    return cyext if hasattr(cyext, "guard_register") else None
+
+
+def _mapping(arr):
+    """The mmap behind a memory-mapped array, None for in-memory arrays."""
+    mm = getattr(arr, "_mmap", None)
+    return mm if isinstance(mm, mmap.mmap) else None
+
+
+def guard_map(mm: mmap.mmap) -> int:
+    """Watch a map with cyext's SIGBUS guard for as long as it lives; its slot, -1 if unguarded."""
+    cy = _cyext_guard()
+    if cy is None or mm is None or len(mm) == 0:
+        return -1
+    address = np.frombuffer(mm, np.uint8).ctypes.data
+    slot = cy.guard_register(address, len(mm))
+    if slot >= 0:
+        weakref.finalize(mm, cy.guard_unregister, slot)
+    return slot
+
+
+@dataclass
+class WatchedFile:
+    """One input file of an event: its stamp at open, the bytes its header promises, and
+    (for memory-mapped arrays) the map and its guard slot."""
+
+    path: Path
+    stamp: FileStamp
+    need: int
+    mm: mmap.mmap | None = None
+    slot: int = -1
+
+    def damage(self) -> str | None:
+        """Why the mapped data can no longer be trusted, in words; None when it can."""
+        if self.slot >= 0 and _cyext_guard().guard_faults(self.slot):
+            return "shrank under its memory map: reads past its new end hit a bus error, caught"
+        if self.mm is not None:
+            try:
+                size = self.mm.size()  # fstat of the mapped file, whatever its name is now
+            except (OSError, ValueError):
+                return None
+            if size < self.need:
+                return f"truncated to {size} bytes, its header promises {self.need}"
+        return None
+
+    def change(self) -> str | None:
+        """How the file at this path differs from the one opened, in words; None if it does not."""
+        try:
+            return self.stamp.difference(FileStamp.of(os.stat(self.path)))
+        except OSError:
+            return "removed"
 
 
 def advise_sequential(arr: np.ndarray) -> None:
@@ -180,8 +292,9 @@ class Event:
         if not self.path.is_dir():
             raise InputError(f"{self.path}: event folder does not exist")
         self.msli = parse_msli(msli)
-        self.fdom = read_npy(self.path / "fdom.npy", *LAYOUT["fdom"][:2], whole=True)
-        self.idom = read_npy(self.path / "idom.npy", *LAYOUT["idom"][:2], whole=True)
+        self.files: list[WatchedFile] = []
+        self.fdom = self._open(self.path / "fdom.npy", *LAYOUT["fdom"][:2], whole=True)
+        self.idom = self._open(self.path / "idom.npy", *LAYOUT["idom"][:2], whole=True)
         self.domains = Domains.from_arrays(self.fdom, self.idom, self.path)
         maxrec = self.domains.maxrec
         arrays = {}
@@ -193,7 +306,7 @@ class Event:
                 arrays[name] = None
                 continue
             tail = tuple(maxrec if t is None else t for t in tail)
-            arrays[name] = read_npy(file, dtype, tail)
+            arrays[name] = self._open(file, dtype, tail)
             advise_sequential(arrays[name])
         n_full = len(arrays["ph"])
         for name in PHOTON_ARRAYS:
@@ -206,6 +319,21 @@ class Event:
                 arrays[name] = arrays[name][self.msli]
         self.ox, self.rx, self.ph = arrays["ox"], arrays["rx"], arrays["ph"]
         self.ps, self.rs, self.gs = arrays["ps"], arrays["rs"], arrays["gs"]
+
+    def _open(self, path: Path, dtype, tail, whole: bool = False) -> np.ndarray:
+        arr, stamp, need = open_npy(path, dtype, tail, whole=whole)
+        mm = _mapping(arr)
+        self.files.append(WatchedFile(path, stamp, need, mm, guard_map(mm)))
+        return arr
+
+    def damage(self) -> list[tuple[Path, str]]:
+        """Files whose mapped data can no longer be trusted (truncated, or read past a
+        new end), with why; whatever read them must be discarded."""
+        return [(f.path, why) for f in self.files if (why := f.damage()) is not None]
+
+    def changes(self) -> list[tuple[Path, str]]:
+        """Files replaced, resized or modified since they were opened, with how."""
+        return [(f.path, how) for f in self.files if (how := f.change()) is not None]
 
     def __repr__(self):
         return f"Event({str(self.path)!r}, n={self.n}, maxrec={self.maxrec})"
@@ -274,8 +402,12 @@ def tag_folders(base, pfx, det, src, tag) -> tuple[Path, Path]:
 class EventPair:
     """Event A (GPU, tag N) and event B (Geant4 reference, tag -N) of one comparison."""
 
+    #: False: a change of an input during a run is an error; True: a warning (``changed``)
+    allow_changing_input: bool = False
+
     def __init__(self, a: Event, b: Event):
         self.a, self.b = a, b
+        self.changed: list[str] = []  # changes seen and allowed, for the warning of the result
         if a.n_total != b.n_total or a.n != b.n:  # a slice must not hide a mismatch
             raise InputError(f"A and B differ in photon count: {a.path / 'ph.npy'} has {a.n_total}, "
                              f"{b.path / 'ph.npy'} has {b.n_total}")
@@ -305,3 +437,78 @@ class EventPair:
 
     def __repr__(self):
         return f"EventPair(a={self.a.path}, b={self.b.path}, n={self.n})"
+
+    # -- inputs that change while they are read (docs/reliability.md)
+
+    def check_unchanged(self, allow_changing_input: bool | None = None) -> list[str]:
+        """Raise :class:`InputChangedError` when an input was truncated under its map (always)
+        or replaced, resized or modified since it was opened (unless allowed, by the
+        argument or else by ``self.allow_changing_input``: then the change is noted in
+        ``changed`` and returned).
+
+        A few ``stat`` calls: cheap enough for the engines to call before every chunk.
+        """
+        self.check_readable()
+        allow = self.allow_changing_input if allow_changing_input is None else allow_changing_input
+        changes = self.a.changes() + self.b.changes()
+        if changes and not allow:
+            path, how = changes[0]
+            raise InputChangedError(f"{path}: changed while being read ({how}), so the tables could mix two "
+                                    "versions of the data and none was computed; rerun once the file is "
+                                    "complete, or pass --allow-changing-input (allow_changing_input=True) "
+                                    "to get them with a warning")
+        changes = [f"{path}: {how}" for path, how in changes]
+        self.changed += [c for c in changes if c not in self.changed]
+        return changes
+
+    def check_readable(self) -> None:
+        """Raise :class:`InputChangedError` when an input was truncated under its map, or
+        pages past a new end were read (as zeros, by the SIGBUS guard): whatever was
+        computed from the maps since is not the data and must be discarded."""
+        if interrupt.pending():  # a Ctrl-C that Python dropped in a finalizer (photonab.interrupt)
+            raise KeyboardInterrupt
+        damaged = self.a.damage() + self.b.damage()
+        if damaged:
+            path, why = damaged[0]
+            raise InputChangedError(f"{path}: changed while being read ({why}); the result was discarded "
+                                    "and no table computed; rerun once the file is complete")
+
+    def checked(self, chunks):
+        """``chunks`` (e.g. photon ranges) as they are, with :meth:`check_unchanged` before
+        each one and after the last: an engine's chunk loop reads ``for c in pair.checked(...)``."""
+        for chunk in chunks:
+            self.check_unchanged()
+            yield chunk
+        self.check_unchanged()
+
+    @contextlib.contextmanager
+    def reading(self, allow_changing_input: bool = False):
+        """A comparison of this pair: inputs are checked when it ends, and an error
+        raised while an input was changing is reported as that change (the data the
+        error came from is not the data that was opened)."""
+        before = self.allow_changing_input
+        self.allow_changing_input = bool(allow_changing_input)
+        try:
+            try:
+                yield self
+            except Exception as exc:
+                if isinstance(exc, InputChangedError):
+                    raise
+                try:  # an input that changed explains the error: say which, and the error
+                    self.check_unchanged(allow_changing_input=False)
+                except InputChangedError as changed:
+                    raise InputChangedError(f"{changed}; the error it caused: {exc}") from exc
+                raise
+            self.check_unchanged()
+        finally:
+            self.allow_changing_input = before
+
+
+def changed_input_warning(changes) -> str | None:
+    """The loud line a result carries when inputs changed while they were read (and the
+    caller allowed it); None when nothing changed."""
+    changes = list(changes)
+    if not changes:
+        return None
+    return ("WARNING: INPUT CHANGED WHILE BEING READ (--allow-changing-input): these tables may mix two "
+            "versions of the data: " + "; ".join(changes))

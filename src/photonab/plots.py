@@ -6,11 +6,10 @@ history row in units of its warning cut, coloured by level, so the bad rows stan
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
-from . import seqhis
+from . import atomic, seqhis
 from .cuts import LEVELS
 from .tables import _skip_mask
 
@@ -70,7 +69,8 @@ def plot_comparison(result, path, rows: int = 20, skip=()):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     try:
-        fig.savefig(Path(path), dpi=110)
+        with atomic.atomic_path(path) as tmp:  # whole or not at all (docs/reliability.md)
+            fig.savefig(tmp, dpi=110)
     except OSError as exc:
         from .errors import InputError
         raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None

@@ -6,11 +6,10 @@ deviations, the level at the end of the line.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from . import seqhis
+from . import atomic, seqhis
 from .errors import InputError
 from .cuts import LEVELS
 from .tables import DeviationTable, HistoryTable
@@ -23,7 +22,7 @@ def write_json(data: dict, path=None) -> str:
     text = json.dumps(data, indent=1)
     if path is not None:
         try:
-            Path(path).write_text(text)
+            atomic.write_text(path, text)  # whole or not at all (docs/reliability.md)
         except OSError as exc:
             raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
     return text

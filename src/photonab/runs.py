@@ -18,7 +18,7 @@ from .engines import get_engine
 from .engines.base import DeviationAggregate, HistoryCounts
 from .engines.reference import RECORD_MIN_START
 from .errors import InputError
-from .events import EventPair
+from .events import EventPair, changed_input_warning
 from .tables import DeviationTable, HistoryTable
 
 
@@ -119,21 +119,23 @@ class RunComparison:
         parts = ["\n".join(lines), "combined " + report.render_history(self.history, history_rows, skip)]
         parts += ["combined " + report.render_deviation(t, rows, skip) for t in self.tables.values()]
         parts.append(f"summary: {' '.join(f'{t}:{tab.level}' for t, tab in self.tables.items())}  rc {self.rc}")
-        return "\n\n".join(parts)
+        warning = changed_input_warning(c for e in self.events for c in e.pair.changed)  # docs/reliability.md
+        return "\n\n".join(parts if warning is None else [warning, *parts, warning])
 
     def __str__(self):
         return self.render()
 
     def to_dict(self, rows=None, history_rows=None, skip=()) -> dict:
         return {"events": self.event_lines(), "rc": self.rc, "history": self.history.to_dict(history_rows, skip),
-                "deviations": {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}}
+                "deviations": {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()},
+                "input_changed": [c for e in self.events for c in e.pair.changed]}
 
     def to_json(self, path=None, **kw) -> str:
         return report.write_json(self.to_dict(**kw), path)
 
 
 def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, n_threads=None, msli=None,
-                progress=False) -> RunComparison:
+                progress=False, allow_changing_input=False) -> RunComparison:
     """Compare every (A, B) of ``pairs`` (EventPair or (a_dir, b_dir)) and combine them.
 
     Events must share their domains (fdom), so that stored counts mean the same length,
@@ -146,9 +148,12 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, n_thr
         if results and pair.a.fdom.tobytes() != results[0].pair.a.fdom.tobytes():
             raise InputError(f"{pair.a.path / 'fdom.npy'}: domains differ from the run's first event "
                              f"{results[0].pair.a.path}; combined tables need one set of domains")
-        results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, progress=progress))
+        results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, progress=progress,
+                               allow_changing_input=allow_changing_input))
     if not results:
         raise InputError("a run needs at least one event pair")
+    for r in results:  # an event compared early may have changed since (docs/reliability.md)
+        r.pair.check_unchanged(allow_changing_input)
     history = HistoryTable(combine_histories([r.history_counts for r in results]))
     combined = {}
     for t in tables:

@@ -37,7 +37,7 @@ class CythonEngine:
         counter = self.cyext.HistoryCounter()
         sa, sb = pair.a.seqhis, pair.b.seqhis
         with progress(pair.n, "histories") as bar:
-            for start, stop in photon_chunks(pair.n, self.chunk):
+            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
                 counter.add(sa, sb, start, stop, self.n_threads)
                 bar.update(stop - start)
         codes, counts = counter.result()
@@ -50,7 +50,7 @@ class CythonEngine:
             records=any(t in tables for t in RECORD_TABLES), finals="ox" in tables)
         a, b = pair.a, pair.b
         with progress(pair.n, "deviations") as bar:
-            for start, stop in photon_chunks(pair.n, self.chunk):
+            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
                 acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
                 bar.update(stop - start)
         return aggregates_from_result(acc.result(), groups, cuts, tables)

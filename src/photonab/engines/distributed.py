@@ -140,12 +140,14 @@ def _run_chunk(kind, a_path, b_path, msli, start, stop, n_photons, before_task, 
             raise InputError(f"{a_path}: {pair.n} photons here but {n_photons} on the client; "
                              "the workers must see the same event files as the client")
         try:
-            return work(pair)
+            result = work(pair)
+            pair.check_readable()  # a map shrank under the kernels: not this result
+            return result
         finally:
             if not _keep_mapped():
                 release_pages(_photon_arrays(pair), start, stop)
     except InputError as exc:
-        raise InputError(f"{_where()}: {exc}") from None
+        raise type(exc)(f"{_where()}: {exc}") from None  # InputChangedError stays one
     except Exception as exc:
         raise RuntimeError(f"{_where()}: {kind} of photons [{start}, {stop}) of {a_path} and {b_path} "
                            f"failed: {type(exc).__name__}: {exc}") from exc
@@ -239,9 +241,10 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1):
     import distributed
     # without a dashboard the scheduler still serves health checks over HTTP, by
     # default on port 8787: take any free loopback port instead of a well-known one
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                                    host="127.0.0.1", dashboard_address=None,
-                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    from ..interrupt import without_sigint  # workers leave a Ctrl-C to photonab (docs/reliability.md)
+    return without_sigint(lambda: distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
+        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
 
 
 def _shutdown(client, cluster):
@@ -359,6 +362,7 @@ class DaskEngine:
                         if done.status != "finished":
                             done.result()  # raises the task's error
                         start, stop = chunks[done]
+                        pair.check_unchanged()
                         bar.update(stop - start)
                 result = root.result()
             except Exception as exc:

@@ -29,7 +29,7 @@ class SelectEngine(NumpyEngine):
                    progress=no_progress) -> dict[str, DeviationAggregate]:
         rows = {t: [] for t in tables}
         with progress(len(groups), "history rows") as bar:
-            for code in groups:
+            for code in pair.checked(groups):  # inputs unchanged before each row?
                 a, b, index = self.set_selection(pair, code)
                 dev = {}
                 if any(t in tables for t in RECORD_TABLES):

@@ -26,6 +26,7 @@ class NumpyEngine:
             bar.update()
             ub, cb = np.unique(np.asarray(pair.b.seqhis), return_counts=True)
             bar.update()
+        pair.check_unchanged()  # inputs changed while read: stop before tables are built
         codes = np.union1d(ua, ub)
         a = np.zeros(len(codes), np.int64)
         b = np.zeros(len(codes), np.int64)
@@ -46,6 +47,7 @@ class NumpyEngine:
         sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
         aligned = sa == sb
         dev = self.per_photon(pair, tables)
+        pair.check_unchanged()
         rows = {t: [] for t in tables}
         with progress(len(groups), "history rows") as bar:
             for code in groups:
