@@ -1,6 +1,6 @@
 """Event folders in the 2019 Opticks layout, opened memory-mapped and validated.
 
-An event is a folder of ``.npy`` files (data contract, section 1). Nothing here reads a
+An event is a folder of ``.npy`` files (docs/event-format.md, section 1). Nothing here reads a
 whole per-photon array: arrays are ``np.load(mmap_mode="r")`` maps, sliced by ``--msli``,
 and the decoders turn only the photons asked for into float32 values.
 
