@@ -331,3 +331,16 @@ def test_missing_arrays_and_2019(sevt_pairs, tmp_path):
         layout = "2019"
     with pytest.raises(InputError, match="SEvt"):
         aligned.compare_aligned(Old())
+
+
+def test_no_groups_and_unknown_histories():
+    """No history in both: nothing aggregated; photons whose history is missing from the
+    index are counted as unknown by both engines."""
+    sa = np.array([[1, 0], [2, 0], [5, 9]], np.uint64)
+    sb = np.array([[3, 0], [2, 0], [5, 9]], np.uint64)
+    rec = np.zeros((3, 1, 4, 4), np.float32)
+    none = np.zeros(0, np.uint64)
+    for lo, hi, unknown in ((none, none, 2), (np.array([2], np.uint64), np.array([0], np.uint64), 1)):
+        c = aligned.aggregate_cython(sa, sb, rec, rec, None, None, lo, hi, ("pos",), CUTS[:1])
+        assert_same(c, aligned.aggregate_numpy(sa, sb, rec, rec, None, None, lo, hi, ("pos",), CUTS[:1]))
+        assert c["n_aligned"] == 2 and c["n_unknown"] == unknown
