@@ -9,6 +9,7 @@ from conftest import random_pair
 from photonab import EventPair, compare, seqhis
 from photonab.cuts import Cuts, TableCuts
 from photonab.engines.base import DeviationAggregate, HistoryCounts
+from photonab.render.json import history_dict
 from photonab.tables import DeviationTable, HistoryTable
 
 
@@ -24,15 +25,16 @@ def test_history_table_order_and_chi2():
     assert t.ndf == 2
     assert t.c2p == pytest.approx(t.c2sum / 2)
     assert t.pvalue == pytest.approx(chi2.sf(t.c2sum, 2))
-    row = t.rows(1)[0]
-    assert row["a/b"] == pytest.approx(500 / 520) and row["a/b_err"] == pytest.approx(np.sqrt(500) / 520)
-    assert np.isnan(t.rows()[4]["a/b"])  # b == 0
+    assert t.ab[0] == pytest.approx(500 / 520) and t.ab_err[0] == pytest.approx(np.sqrt(500) / 520)
+    assert np.isnan(t.ab[4])  # b == 0
+    row = history_dict(t)["rows"][4]
+    assert row["a/b"] is None and row["a"] == 5 and row["code"] == "d"
 
 
 def test_history_rows_skip_tokens():
     codes = np.array([seqhis.code("TO BT BT SA"), seqhis.code("TO SC BT SA"), seqhis.code("TO BT AB")], np.uint64)
     t = HistoryTable(HistoryCounts.from_unsorted(codes, np.array([3, 2, 1]), np.array([3, 2, 1])))
-    assert [r["label"] for r in t.rows(skip="SC AB RE")] == ["TO BT BT SA"]
+    assert t.labels(t.shown(skip="SC AB RE")) == ["TO BT BT SA"]
 
 
 def _aggregate(nitem, ndisc, nnan=None, table="rpost"):
@@ -135,4 +137,5 @@ def test_tables_asked_twice_or_none(tmp_path):
 def test_json_names_the_file_row_of_the_worst_photon(tmp_path):
     pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5), msli="100::3")
     rows = compare(pair).to_dict()["deviations"]["rpost"]["rows"]
+    assert rows
     assert all(r["worst_file_row"] == 100 + 3 * r["worst_photon"] for r in rows)
