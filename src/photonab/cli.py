@@ -310,6 +310,9 @@ def _engine(args):
     from .engines import get_engine
     options = {"n_threads": args.threads}
     if args.engine == "dask":
+        import logging
+        # a failure is said in one line (exit 64 or 70); dask's own log lines would bury it
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         options["scheduler"] = args.scheduler
         if args.timeout is not None:
             options["stall_timeout"] = args.timeout

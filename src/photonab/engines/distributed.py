@@ -261,6 +261,31 @@ def _shutdown(client, cluster):
                 pass
 
 
+_CLIENT = None
+
+
+def _client_class():
+    """distributed.Client, but a Client whose start fails is closed at once within
+    CLOSE_TIMEOUT (left to its ``__del__``, it hangs for twice its timeout)."""
+    global _CLIENT
+    if _CLIENT is None:
+        import distributed
+
+        class Client(distributed.Client):
+            def start(self, **kwargs):
+                try:
+                    return super().start(**kwargs)
+                except BaseException:
+                    try:
+                        self.close(timeout=CLOSE_TIMEOUT)
+                    except Exception:  # nothing more to do for a client that never started
+                        pass
+                    raise
+
+        _CLIENT = Client
+    return _CLIENT
+
+
 def check_address(scheduler: str) -> str:
     """A scheduler address that distributed can connect to, or an InputError saying why
     not (checked before a Client exists: a Client failing on a malformed address hangs
@@ -332,10 +357,14 @@ class DaskEngine:
             self.cluster = local_cluster(n_workers, threads_per_worker)
             scheduler = self.cluster.scheduler_address
         try:
-            self.client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
+            self.client = _client_class()(scheduler, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
             _shutdown(None, self.cluster)
             raise InputError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+        except Exception as exc:  # something answered, but not as a dask scheduler does
+            _shutdown(None, self.cluster)
+            raise InputError(f"cannot talk to a dask scheduler at {scheduler} (is one listening there?): "
+                             f"{type(exc).__name__}: {exc}") from None
         self.scheduler, self.timeout = scheduler, timeout
         self._finalizer = weakref.finalize(self, _shutdown, self.client, self.cluster)
 
@@ -425,18 +454,22 @@ class DaskEngine:
         finishes; a failed one raises its error. Gives up with ClusterError when the
         client has lost its scheduler for longer than the connect timeout or when no
         future finishes for ``stall_timeout`` seconds."""
+        import queue
         import time
 
-        from distributed import wait
+        finished: queue.Queue = queue.Queue()
         pending = set(pending)
+        for future in pending:
+            future.add_done_callback(finished.put)
         last = lost = time.monotonic()
         while pending:
             try:
-                done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                done = set()
+                done = [finished.get(timeout=0.5)]
+            except queue.Empty:
+                done = []
             now = time.monotonic()
             for future in done:
+                pending.discard(future)
                 if future.status != "finished":
                     future.result()  # raises the task's error
                 on_done(future)

@@ -119,7 +119,7 @@ def render_comparison(cmp: Comparison, rows: int | None = 10, history_rows: int 
         head.append(hidden)
     parts = ["\n".join(head), render_history(cmp.history, history_rows, skip)]
     parts += [render_deviation(t, rows, skip) for t in cmp.tables.values()]
-    parts.append(f"summary: {_verdict(cmp)}" + (f"  ({hidden})" if hidden else ""))
+    parts.append(f"summary: {_verdict(cmp)}" + (f"; {hidden}" if hidden else ""))
     return "\n\n".join(parts)
 
 
@@ -144,7 +144,7 @@ def render_run(run, rows: int | None = 10, history_rows: int | None = 20, skip=(
     failing_events = [str(e["event"]) for e in run.event_lines() if e["rc"]]
     if failing_events:
         summary += f"  (events failing on their own: {', '.join(failing_events)})"
-    parts.append(summary + (f"  ({hidden})" if hidden else ""))
+    parts.append(summary + (f"; {hidden}" if hidden else ""))
     return "\n\n".join(parts)
 
 
