@@ -492,8 +492,10 @@ class DaskEngine:
             if isinstance(exc, ClusterError) and f"{desc} of" not in str(exc):
                 return ClusterError(f"{desc} of {a} and {b}: {exc}; no table was computed")
             return exc
-        if isinstance(exc, RuntimeError):  # a task's own failure, naming its worker
-            return ClusterError(str(exc))
+        if isinstance(exc, RuntimeError):  # a task's own failure (naming its worker), or the cluster's
+            text = " ".join(str(exc).split())
+            where = "" if a in text else f"{desc} of {a} and {b} failed on the dask cluster: "
+            return ClusterError(f"{where}{text}; no table was computed")
         if isinstance(exc, KilledWorker):
             return ClusterError(f"{desc} of {a} and {b}: dask workers kept dying while running a task, so "
                                 f"the run was given up and no table was computed. {exc} (A worker dies from its "
