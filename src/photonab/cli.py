@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .engines import ENGINES
     h = sub.add_parser("chase", help="list the photons behind a bad row, with their A and B records",
                        epilog=COLUMNS, formatter_class=fmt,
-                       parents=[pair, location, _msli_parent("both events"), threads])
+                       parents=[pair, location, _msli_parent("both events"), threads, progress])
     h.add_argument("--table", choices=TABLES, default="rpost",
                    help="the deviation table whose deviations rank the photons (default rpost)")
     h.add_argument("--history", default=None, help="history label, e.g. 'TO BT BR BT SA' (default: all histories)")
