@@ -58,3 +58,7 @@ class NumpyEngine:
                                                             dev[t][idx], cuts[t]))
                 bar.update()
         return {t: concat_aggregates(rows[t], t, cuts[t]) for t in tables}
+
+    def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
+        """See :meth:`photonab.engines.base.Engine.chase` (numpy, in bounded chunks)."""
+        return reference.chase_photons(pair, table, code, min_dev, limit)
