@@ -7,7 +7,7 @@ plain arrays; text, JSON and pictures are made from them in :mod:`photonab.rende
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import chdtrc
+from .stats import chi2_sf
 
 from . import seqhis
 from .cuts import LEVELS, TABLES, UNITS
@@ -111,7 +111,7 @@ class HistoryTable(_Rows):
         self.ndf = int(self.counted.sum()) - 1
         self.c2sum = float(self.c2.sum())
         self.c2p = self.c2sum / max(1, self.ndf)
-        self.pvalue = float(chdtrc(self.ndf, self.c2sum)) if self.ndf > 0 else 1.0
+        self.pvalue = chi2_sf(self.c2sum, self.ndf) if self.ndf > 0 else 1.0
         both = (self.a > 0) & (self.b > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.ab = np.where(both, self.a / self.b, np.nan)
