@@ -14,6 +14,8 @@ events can submit them too. See ``distributed.md`` beside this module for runnin
 """
 from __future__ import annotations
 
+import logging
+
 import mmap
 import os
 import socket
@@ -249,9 +251,12 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1):
     # without a dashboard the scheduler still serves health checks over HTTP, by
     # default on port 8787: take any free loopback port instead of a well-known one
     from ..interrupt import without_sigint  # workers leave a Ctrl-C to photonab (docs/reliability.md)
+    # photonab reports a failing cluster itself in one line (ClusterError): the workers'
+    # own log lines (e.g. cancelled tasks after Ctrl-C) would only bury it
     return without_sigint(lambda: distributed.LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
-        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
+        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.CRITICAL))
 
 
 def _shutdown(client, cluster):
