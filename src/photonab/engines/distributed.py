@@ -15,7 +15,6 @@ events can submit them too. See ``distributed.md`` beside this module for runnin
 from __future__ import annotations
 
 import logging
-
 import mmap
 import os
 import socket
