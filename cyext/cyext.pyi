@@ -97,6 +97,7 @@ def read_floor(words: npt.NDArray[np.uint64], n_threads: int | None = None) -> i
 # _migration.pxi: history migration, photon selection, two code columns in one pass
 PAIR_ROOM: int
 
+@disjoint_base
 class MigrationCounter:
     capacity: int
     rounds: int
@@ -123,6 +124,7 @@ def count_two(first: HistoryCounter, second: HistoryCounter, first_a: npt.NDArra
 
 HISTORY128_ROOM: int
 
+@disjoint_base
 class History128Counter:
     rounds: int
     def __init__(self) -> None: ...
