@@ -175,6 +175,14 @@ class View:
         names = [n for n, on in (("--skip", bool(self.skip)), ("--cmx", self.cmx is not None)) if on]
         return "/".join(names) or "--skip"
 
+    def option_for(self, table) -> str:
+        """The option name(s) that hide rows of ``table`` (--cmx hides only history rows)."""
+        from .materials import MaterialTable
+        from .tables import HistoryTable
+        if isinstance(table, HistoryTable) and not isinstance(table, MaterialTable):
+            return self.option
+        return "--skip"
+
     def __bool__(self):
         return bool(self.skip) or self.cmx is not None
 
@@ -215,6 +223,15 @@ def select_counts(counts, pattern: HistoryPattern, what: str = "--select"):
     if not keep.any():
         raise InputError(f"{what} {pattern.text!r}: no history of A or B matches")
     return HistoryCounts(counts.codes[keep], counts.a[keep], counts.b[keep])
+
+
+def select_aggregate(agg, pattern: HistoryPattern):
+    """A DeviationAggregate with only the histories matching ``pattern``."""
+    from dataclasses import fields
+    from .engines.base import DeviationAggregate
+    keep = pattern.match(agg.codes)
+    return DeviationAggregate(agg.table, **{f.name: getattr(agg, f.name)[keep] for f in fields(agg)
+                                            if f.name not in ("table", "cuts")}, cuts=agg.cuts)
 
 
 def selected_material_counts(pair, pattern: HistoryPattern, codes, *, n_threads=None):

@@ -402,7 +402,8 @@ def _report(args, result) -> int:
     """Print the tables of a comparison or a run, and write what was asked for."""
     rows = None if args.rows < 0 else args.rows
     hist_rows = None if args.hist_rows < 0 else args.hist_rows
-    view = getattr(args, "view", None) or args.skip
+    view = getattr(args, "view", None)
+    view = args.skip if view is None else view
     print(result.render(rows=rows, history_rows=hist_rows, skip=view))
     if args.chase:
         for name, table in result.tables.items():

@@ -209,12 +209,15 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
             counts, mat_counts = analysis.histories_and_materials(eng, pair, bar)
         else:
             counts = eng.histories(pair, progress=bar)
-        all_codes = counts.codes
+        all_codes, groups = counts.codes, counts.groups()
         if pattern is not None:
             counts = analysis.select_counts(counts, pattern)
         seconds["histories"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar) if tables else {}
+        # the kernels take every aligned history; --select keeps the matching rows afterwards
+        aggregates = eng.deviations(pair, groups, cuts, tables=tables, progress=bar) if tables else {}
+        if pattern is not None:
+            aggregates = {t: analysis.select_aggregate(agg, pattern) for t, agg in aggregates.items()}
         seconds["deviations"] = time.perf_counter() - t0
         extra = _extras(pair, eng, pattern, all_codes, mat_counts if want_materials else None, c2max,
                         migration, migration_first, n_threads, seconds)

@@ -37,7 +37,7 @@ def _hidden_line(table, limit, skip, rows_option: str) -> str | None:
     h = table.hidden(limit, skip)
     if not h["rows"]:
         return None
-    skip_option = getattr(skip, "option", "--skip")  # a View also hides rows by --cmx
+    skip_option = skip.option_for(table) if hasattr(skip, "option_for") else "--skip"  # a View: also --cmx
     if h["skip"]:
         how = f"{h['skip']} hidden by {skip_option}" + (f", {h['limit']} by {rows_option}" if h["limit"] else "")
     else:
