@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO, random_pair
 from photonab.cli import EXIT_INPUT_ERROR, main
+from photonab.demo import demo_folder
 
 
 def test_compare_exit_code_is_the_return_code(tmp_path, capsys):
@@ -80,9 +81,9 @@ def test_synth_then_demo_cli(tmp_path, capsys):
     assert rc == 0 and "exits with rc" in out  # faults injected on purpose; the demo worked
     assert "FATAL" in out
     # the second run reuses the cache
-    mtime = (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime
+    mtime = (tmp_path / "cache" / demo_folder("", 30000).name / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime
     main(["demo", "--photons", "30k", "--cache", str(tmp_path / "cache"), "--no-progress"])
-    assert (tmp_path / "cache" / "demo-30000" / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime == mtime
+    assert (tmp_path / "cache" / demo_folder("", 30000).name / "evt" / "box" / "torch" / "1" / "rx.npy").stat().st_mtime == mtime
 
 
 def test_unwritable_reports_exit_64(tmp_path, capsys):
@@ -97,7 +98,7 @@ def test_every_option_has_help_and_the_columns_are_explained():
     from photonab.cli import build_parser
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(subs) == {"compare", "demo", "synth", "run", "chase"}
+    assert {"compare", "demo", "synth", "run", "chase", "hist"} <= set(subs)
     for name, sub in subs.items():
         for action in sub._actions:
             assert action.help, (name, action.dest)

@@ -272,33 +272,36 @@ def test_concurrent_demos_generate_once_and_agree(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     assert len({out for out, _err in outs}) == 1
     assert sum("generating the demo pair (" in err for _out, err in outs) == 1
-    assert (cache / "demo-20000").stat().st_mode & 0o755 == 0o755  # readable by all, as any folder
-    assert sorted(p.name for p in cache.iterdir()) == [".demo-20000.lock", "demo-20000"]
+    from photonab.demo import demo_folder
+    name = demo_folder(cache, 20000).name
+    assert (cache / name).stat().st_mode & 0o755 == 0o755  # readable by all, as any folder
+    assert sorted(p.name for p in cache.iterdir()) == [f".{name}.lock", name]
 
 
 def test_a_killed_generator_neither_blocks_nor_leaves_a_folder(tmp_path):
     from photonab.demo import demo_folder, ensure_demo_pair
     cache = tmp_path / "cache"
+    name = demo_folder(cache, 5000).name
     holder = run_python(f"""
         import os, signal
         from photonab import atomic
-        with atomic.atomic_folder({str(cache / "demo-5000")!r}) as tmp:
+        with atomic.atomic_folder({str(cache / name)!r}) as tmp:
             (tmp / "half").write_text("x")
-            with atomic.file_lock({str(cache / ".demo-5000.lock")!r}):
+            with atomic.file_lock({str(cache / f".{name}.lock")!r}):
                 os.kill(os.getpid(), signal.SIGKILL)  # killed while holding the lock, half way
     """, tmp_path)
     assert holder.returncode == -signal.SIGKILL
-    assert not demo_folder(cache, 5000).exists() and any(p.name.startswith(".demo-5000.tmp-") for p in cache.iterdir())
+    assert not demo_folder(cache, 5000).exists() and any(p.name.startswith(f".{name}.tmp-") for p in cache.iterdir())
     t0 = time.perf_counter()
     a, b = ensure_demo_pair(cache, 5000, progress=False)
     assert time.perf_counter() - t0 < 60
     assert EventPair.open(a, b).n == 5000
-    assert sorted(p.name for p in cache.iterdir()) == [".demo-5000.lock", "demo-5000"]  # the leftover removed
+    assert sorted(p.name for p in cache.iterdir()) == [f".{name}.lock", name]  # the leftover removed
 
 
 def test_an_interrupted_generation_leaves_no_folder(tmp_path, monkeypatch):
     import photonab.synth
-    from photonab.demo import ensure_demo_pair
+    from photonab.demo import demo_folder, ensure_demo_pair
 
     def interrupted(out, *args, **kw):
         (Path(out) / "evt").mkdir()
@@ -307,7 +310,7 @@ def test_an_interrupted_generation_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(photonab.synth, "synthesize", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ensure_demo_pair(tmp_path, 1000, progress=False)
-    assert [p.name for p in tmp_path.iterdir()] == [".demo-1000.lock"]
+    assert [p.name for p in tmp_path.iterdir()] == [f".{demo_folder(tmp_path, 1000).name}.lock"]
 
 
 # ---------------------------------------------------------------- outputs whole or not at all

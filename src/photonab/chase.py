@@ -144,3 +144,51 @@ def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int =
             raise InputError(f"history {label!r} ({code:x}) has {na} photons in A and {nb} in B but none aligned "
                              "(same history in both): nothing to chase")
     return Chase(pair, table, code, level, index, dev * cuts[table].bin, found, aligned)
+
+
+def chase_pattern(pair: EventPair, cuts: Cuts, table: str, pattern, *, limit: int = 10,
+                  level: str | None = "WARNING", engine="cython", n_threads=None) -> Chase:
+    """:func:`chase` for every history matching a pattern (``'TO BT ..'``, ``'.6ccd'``,
+    ``'TO BR SA, TO BT BT SA'``; docs/analysis.md): the pattern is matched on the
+    distinct codes of A and B (one compiled counting pass), the engine chases each
+    matching history present in both, and the lists are merged: most deviant first
+    (NaN as +inf), lowest photon index on ties, ``found`` summed. The result's
+    ``pattern`` is the text and ``codes`` the histories chased.
+
+    A pattern that matches no history of A or B, or none that both have, is an InputError."""
+    from .engines import get_engine
+    from .engines.compiled import import_cyext
+    from .patterns import parse_pattern
+    if not isinstance(table, str) or table not in TABLES:
+        raise InputError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
+    if not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < 0:
+        raise InputError(f"chase limit must be a whole number >= 0, got {limit!r}")
+    pat = parse_pattern(pattern)
+    counter = import_cyext().HistoryCounter()
+    for start in range(0, pair.n, _COUNT_CHUNK):
+        counter.add(pair.a.seqhis, pair.b.seqhis, start, min(start + _COUNT_CHUNK, pair.n), n_threads)
+    codes, counts = counter.result()
+    match = pat.match(codes)
+    if not match.any():
+        raise InputError(f"history pattern {pat.text!r} matches no history of A or B "
+                         f"({pair.a.path}, {pair.b.path}): nothing to chase")
+    both = match & (counts[:, 0] > 0) & (counts[:, 1] > 0)
+    if not both.any():
+        raise InputError(f"history pattern {pat.text!r} matches {int(match.sum())} histories, none of them in both "
+                         "A and B, so no photon of them is aligned: nothing to chase")
+    chosen = np.sort(codes[both])
+    min_dev = min_deviation(cuts, table, level)
+    eng = get_engine(engine, n_threads=n_threads) if isinstance(engine, str) else engine
+    idx, dev, found = [], [], 0
+    for code in chosen:
+        i, d, f = eng.chase(pair, table, int(code), min_dev, int(limit))
+        idx.append(np.asarray(i, np.int64))
+        dev.append(np.asarray(d, np.float64))
+        found += int(f)
+    pair.check_readable()
+    index, deviation = np.concatenate(idx), np.concatenate(dev)
+    rank = np.where(np.isnan(deviation), np.inf, deviation)
+    order = np.lexsort((index, -rank))[:limit]
+    out = Chase(pair, table, None, level, index[order], deviation[order] * cuts[table].bin, found)
+    out.pattern, out.codes = pat.text, chosen
+    return out

@@ -18,6 +18,9 @@ from .cuts import LEVELS, OX_CUTS, TABLES
 from .errors import EXIT_INPUT_CHANGED, ClusterError, InputChangedError, InputError
 from .events import EventPair, tag_folders
 
+#: --order choices (photonab.analysis.ORDERS)
+ORDER_CHOICES = ("sum", "max", "a", "b")
+
 DEMO_PHOTONS = 1_000_000
 #: exit code for bad input: above the return-code bits of the tables (1..31)
 EXIT_INPUT_ERROR = 64
@@ -33,7 +36,11 @@ EXAMPLES = """examples:
   python -m photonab chase A_DIR B_DIR --table rpost --history "TO BT BR BT SA"
   python -m photonab run --base /data --pfx tboolean-box --tags 1-10      # many events, combined tables
   python -m photonab compare A B --engine dask --scheduler tcp://head:8786
-  python -m photonab synth /tmp/evts --photons 10M --seed 1"""
+  python -m photonab synth /tmp/evts --photons 10M --seed 1
+  python -m photonab compare A B --tables rpost,materials --order max --cmx 5 --skip "SC AB RE, TO BR .."
+  python -m photonab compare A B --select "TO BT BT SA, TO BR SA"      # every table: only these histories
+  python -m photonab chase A B --migrated "TO BR SA -> *" --limit 5     # migrated photons, A and B side by side
+  python -m photonab hist A B --history "TO BT BT SA" --slot 2 --quantity x --png x.png"""
 
 COLUMNS = """history table (docs/tables.md), rows ordered by a+b descending, then code:
   idx      row number          code   seqhis history code (hex), one 4-bit step per nibble
@@ -187,11 +194,24 @@ def _report_parent() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="with --engine dask: give up (exit 70) when no task finishes for this long "
                         "(default 300)")
-    p.add_argument("--tables", default=",".join(TABLES), help=f"tables to compute (default {','.join(TABLES)})")
+    p.add_argument("--tables", default=",".join(TABLES), help=f"tables to compute (default {','.join(TABLES)}; "
+                   "add materials for the material-history table)")
     p.add_argument("--rows", type=int, default=10, help="deviation rows to show (default 10; -1 = all)")
     p.add_argument("--hist-rows", type=int, default=20, help="history rows to show (default 20; -1 = all)")
-    p.add_argument("--skip", default="", help="hide rows whose label has any of these steps, e.g. 'SC AB RE' "
-                   "(the header and footer still count the ERROR/FATAL rows hidden)")
+    p.add_argument("--skip", default="", help="hide rows; items separated by ',': one step (SC), several steps "
+                   "not starting with a source flag (SC AB RE: rows passing through any), material names or "
+                   "mat:M (material table), else a history pattern ('TO BR ..', '.6ccd'); docs/analysis.md. "
+                   "The header and footer still count the ERROR/FATAL rows hidden")
+    p.add_argument("--order", choices=ORDER_CHOICES, default="sum",
+                   help="row order of the history and material tables: sum (a+b, default), max (max(a,b)), a, b "
+                        "(descending; ties by the other count, then code)")
+    p.add_argument("--cmx", type=float, default=None, metavar="C",
+                   help="show only history rows with c2 >= C (--json keeps every row; hidden failing rows are counted)")
+    p.add_argument("--select", default=None, metavar="PATTERN",
+                   help="restrict every table (history, materials, deviations, migration) to the histories "
+                        "matching PATTERN, e.g. 'TO BT BT SA, TO BR ..' (docs/analysis.md)")
+    p.add_argument("--migration-rows", type=int, default=10, metavar="N",
+                   help="migration pairs (A history -> B history) to show (default 10; -1 = all; --json has all)")
     p.add_argument("--ox-cuts", type=_cuts, default=OX_CUTS, metavar="W,E,F",
                    help="ox cuts warn,err,fatal (default 0.1,0.25,0.5)")
     p.add_argument("--c2max", type=_c2max, default=None, metavar="W,E,F",
@@ -256,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
                        parents=[pair, location, _msli_parent("both events"), threads, progress])
     h.add_argument("--table", choices=TABLES, default="rpost",
                    help="the deviation table whose deviations rank the photons (default rpost)")
-    h.add_argument("--history", default=None, help="history label, e.g. 'TO BT BR BT SA' (default: all histories)")
+    h.add_argument("--history", default=None, metavar="PATTERN",
+                   help="history label or pattern, e.g. 'TO BT BR BT SA', 'TO BT ..', '.6ccd' (default: all histories)")
+    h.add_argument("--migrated", default=None, metavar="'A-PATTERN -> B-PATTERN'",
+                   help="list migrated photons (history differs in A and B) of the matching pairs, A and B "
+                        "records side by side ('*' = any history); with --limit")
     h.add_argument("--level", default="WARNING", choices=LEVELS[1:] + ("any",),
                    help="only photons beyond this cut (default WARNING; any = every aligned photon)")
     h.add_argument("--limit", type=count, default=20, help="photons to list, k/M allowed (default 20)")
@@ -265,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ox cuts warn,err,fatal (default 0.1,0.25,0.5)")
     h.add_argument("--engine", choices=ENGINES, default="cython", help="engine that finds the photons (default cython)")
     h.set_defaults(func=cmd_chase)
+    _hist_parser(sub, pair, location, threads, progress)
     return parser
 
 
@@ -306,6 +331,7 @@ def _preflight(args) -> None:
         args.plot = check_plot_path(args.plot)
     if args.chase < 0:
         raise InputError(f"--chase {args.chase}: give a number of photons >= 0")
+    _preflight_analysis(args)
 
 
 @contextlib.contextmanager
@@ -336,9 +362,11 @@ def _c2max_of(args):
 
 def _run_compare(args, pair: EventPair) -> int:
     from .comparison import compare
+    args.view = _view(args, pair.a.path)
     with _engine(args) as eng:
         result = compare(pair, eng, tables=_tables(args), ox_cuts=args.ox_cuts, c2max=_c2max_of(args),
-                         progress=not args.no_progress, allow_changing_input=args.allow_changing_input)
+                         progress=not args.no_progress, allow_changing_input=args.allow_changing_input,
+                         select=args.select)
     return _report(args, result)
 
 
@@ -362,10 +390,11 @@ def cmd_run(args) -> int:
         if base is None or args.tags is None:
             raise InputError("give A_DIR B_DIR pairs, or --base (or $OPTICKS_EVENT_BASE) with --tags")
         pairs = [tag_folders(base, args.pfx, args.det, args.src, t) for t in parse_tags(args.tags)]
+    args.view = _view(args, pairs[0][0])
     with _engine(args) as eng:
         result = compare_run(pairs, eng, tables=_tables(args), ox_cuts=args.ox_cuts, c2max=_c2max_of(args),
                              msli=args.msli, progress=not args.no_progress,
-                             allow_changing_input=args.allow_changing_input)
+                             allow_changing_input=args.allow_changing_input, select=args.select)
     return _report(args, result)
 
 
@@ -373,7 +402,9 @@ def _report(args, result) -> int:
     """Print the tables of a comparison or a run, and write what was asked for."""
     rows = None if args.rows < 0 else args.rows
     hist_rows = None if args.hist_rows < 0 else args.hist_rows
-    print(result.render(rows=rows, history_rows=hist_rows, skip=args.skip))
+    view = getattr(args, "view", None)
+    view = args.skip if view is None else view
+    print(result.render(rows=rows, history_rows=hist_rows, skip=view))
     if args.chase:
         for name, table in result.tables.items():
             worst = table.worst_rows("ERROR")
@@ -385,7 +416,7 @@ def _report(args, result) -> int:
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
         from .render.plots import plot_comparison
-        written = plot_comparison(result, args.plot, skip=args.skip)
+        written = plot_comparison(result, args.plot, skip=view)
         print(f"wrote {written}", file=sys.stderr)
     return result.rc
 
@@ -410,16 +441,117 @@ def cmd_synth(args) -> int:
 
 
 def cmd_chase(args) -> int:
-    from .chase import chase
+    from .chase import chase, chase_pattern
     from .comparison import check_photons
     from .cuts import Cuts
+    if args.migrated is not None:
+        return _chase_migrated(args)
+    if args.history is not None:
+        from .patterns import parse_pattern
+        parse_pattern(args.history)  # a bad pattern fails before the events are read
     pair = _open_pair(args)
     check_photons(pair)
     cuts = Cuts.for_domains(pair.domains, ox=args.ox_cuts)
     level = None if args.level == "any" else args.level
-    found = chase(pair, cuts, args.table, args.history, limit=args.limit, level=level, engine=args.engine,
-                  n_threads=args.threads)
+    code = None if args.history is None else _exact_code(args.history)
+    if args.history is not None and code is None:
+        found = chase_pattern(pair, cuts, args.table, args.history, limit=args.limit, level=level,
+                              engine=args.engine, n_threads=args.threads)
+    else:
+        found = chase(pair, cuts, args.table, code, limit=args.limit, level=level, engine=args.engine,
+                      n_threads=args.threads)
     print(found.render(records=args.records))
+    return 0
+
+
+# ---------------------------------------------------------------- analysis (docs/analysis.md, section 5)
+
+
+def _view(args, a_folder):
+    """The text view of the options: --skip (material names from A's folder), --order,
+    --cmx, --migration-rows."""
+    from .analysis import View, parse_skip
+    from .materials import find_material_names
+    names = find_material_names(a_folder) if Path(a_folder).is_dir() else None
+    rows = None if args.migration_rows < 0 else args.migration_rows
+    return View(parse_skip(args.skip, material_names=names), args.order, args.cmx, rows)
+
+
+def _preflight_analysis(args) -> None:
+    """The analysis options checked before any work: --select, --skip, --cmx."""
+    from .analysis import View
+    from .patterns import parse_pattern
+    if args.select is not None:
+        try:
+            parse_pattern(args.select)
+        except InputError as exc:
+            raise InputError(f"--select: {exc}") from None
+    View(order=args.order, cmx=args.cmx)  # --skip is read with A's material names (_view), before any pass
+
+
+def _exact_code(text: str) -> int | None:
+    """The code of a chase --history that names exactly one history (a label or a hex
+    code without wildcards), else None (a pattern of several histories)."""
+    from .patterns import parse_pattern
+    alts = parse_pattern(text).alternatives
+    if len(alts) == 1 and not alts[0].continuation and not alts[0].any_mask:
+        return int(alts[0].value)
+    return None
+
+
+def _chase_migrated(args) -> int:
+    from .comparison import check_photons
+    from .migration import chase_migrated
+    from .patterns import parse_migration
+    from .render.text import render_migrated
+    if args.history is not None:
+        raise InputError("give --history or --migrated, not both")
+    parse_migration(args.migrated)  # before the events are read
+    pair = _open_pair(args)
+    check_photons(pair)
+    found = chase_migrated(pair, args.migrated, args.limit, n_threads=args.threads)
+    print(render_migrated(found, records=args.records > 0))
+    return 0
+
+
+def _hist_parser(sub, pair, location, threads, progress):
+    from .distributions import QUANTITIES
+    h = sub.add_parser("hist", help="distribution of one quantity at one record slot, A against B, "
+                       "with a chi-square per histogram (also for photons that are not aligned)",
+                       parents=[pair, location, _msli_parent("both events"), threads, progress])
+    h.add_argument("--history", required=True, metavar="PATTERN",
+                   help="history pattern of the photons, e.g. 'TO BT BT SA' or 'TO [BT] ..' (A by A's, B by B's)")
+    h.add_argument("--slot", type=int, default=None, metavar="K",
+                   help="record slot: 0 = the source, 1 = the first step, ... (default: the slot marked [..])")
+    h.add_argument("--quantity", required=True, metavar="|".join(QUANTITIES),
+                   help="x y z t (positions mm, time ns), r (sqrt(x^2+y^2)), pol (3 components), polx..polz, wl")
+    h.add_argument("--png", type=Path, default=None, metavar="PATH", help="draw A and B here (PNG; needs matplotlib)")
+    h.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the bins here as strict JSON")
+    h.set_defaults(func=cmd_hist)
+
+
+def cmd_hist(args) -> int:
+    from .comparison import check_photons
+    from .distributions import QUANTITIES, check_plot_path, plot_distribution, slot_distribution
+    from .patterns import parse_pattern
+    from .render.json import check_writable, distribution_dict, write_json
+    from .render.text import render_distribution
+    if args.quantity not in QUANTITIES:
+        raise InputError(f"--quantity {args.quantity!r}: quantities are {'|'.join(QUANTITIES)}")
+    parse_pattern(args.history)
+    if args.png is not None:
+        check_plot_path(args.png)
+    if args.json is not None:
+        check_writable(args.json)
+    pair = _open_pair(args)
+    check_photons(pair)
+    dist = slot_distribution(pair, args.history, args.slot, args.quantity, n_threads=args.threads)
+    print(render_distribution(dist))
+    if args.json is not None:
+        write_json(distribution_dict(dist, pair), args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.png is not None:
+        print(f"wrote {plot_distribution(dist, args.png)}", file=sys.stderr)
     return 0
 
 

@@ -20,6 +20,9 @@ from .errors import InputError
 from .events import EventPair
 from .tables import C2MAX, DeviationTable, HistoryTable, check_c2max
 
+#: tables beyond the deviation tables that ``tables`` may ask for (docs/analysis.md)
+EXTRA_TABLES = ("materials",)
+
 
 def tqdm_progress(total, desc):
     """Progress factory drawing a tqdm bar on stderr (hidden when stderr is not a terminal)."""
@@ -49,15 +52,23 @@ class Comparison:
     seconds: dict[str, float] = field(default_factory=dict)
     #: the engine object that made the tables (chases go through it)
     runner: Engine | None = field(default=None, repr=False, compare=False)
+    #: the material table (``tables`` with "materials"), the migration table, the --select pattern
+    materials: object = None
+    migration: object = None
+    select: str | None = None
 
     @property
     def rc(self) -> int:
-        """Return code: one bit per failing table (rpost 1, rtime 2, rpol 4, ox 8, history 16)."""
-        return self.history.rc + sum(t.rc for t in self.tables.values())
+        """Return code: one bit per failing table (rpost 1, rtime 2, rpol 4, ox 8, history 16;
+        the material table shares the history bit, docs/verdict.md)."""
+        rc = self.history.rc | (self.materials.rc if self.materials is not None else 0)
+        return rc + sum(t.rc for t in self.tables.values())
 
     @property
     def aligned(self) -> int:
         """Photons with the same history in A and B."""
+        if not self.tables:  # only the material table asked for
+            return self.history.aligned
         return next(iter(self.tables.values())).nitem_total
 
     @property
@@ -129,8 +140,8 @@ def check_tables(tables) -> tuple[str, ...]:
     if not tables:
         raise InputError(f"no table asked for; tables are {', '.join(TABLES)}")
     for t in tables:
-        if t not in TABLES:
-            raise InputError(f"unknown table {t!r}; tables are {', '.join(TABLES)}")
+        if t not in TABLES + EXTRA_TABLES:
+            raise InputError(f"unknown table {t!r}; tables are {', '.join(TABLES + EXTRA_TABLES)}")
     return tables
 
 
@@ -165,7 +176,8 @@ def engine_for(engine, n_threads=None):
 
 
 def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None,
-            progress=False, allow_changing_input=False) -> Comparison:
+            progress=False, allow_changing_input=False, select=None, migration=True,
+            migration_first: int = 25) -> Comparison:
     """Compare A with B with the named engine (``cython``, ``numpy``, ``select``, ``dask``)
     or an engine object (made by name, it is closed when the comparison ends).
 
@@ -174,26 +186,73 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
     returning a bar (with ``update`` and context-manager use) is used as is. An input
     that changes during the comparison raises InputChangedError, or with
     ``allow_changing_input`` gives tables with a warning (docs/reliability.md).
+
+    ``tables`` may also hold ``"materials"`` (the material table, docs/analysis.md);
+    ``select`` (a history pattern) restricts every table to the matching histories;
+    ``migration`` adds the migration table (its first ``migration_first`` photons).
     """
     if not isinstance(pair, EventPair):
         raise InputError(f"compare wants an EventPair (photonab.EventPair.open(a_dir, b_dir)), not {pair!r}")
     tables = check_tables(tables)
     c2max = check_c2max(c2max)
     check_photons(pair)
+    from . import analysis
+    want_materials = "materials" in tables
+    tables = tuple(t for t in tables if t in TABLES)
+    pattern = None if select is None else analysis.parse_pattern(select)
     bar = tqdm_progress if progress is True else (progress or no_progress)
     cuts = Cuts.for_domains(pair.domains, ox=ox_cuts)
     with engine_for(engine, n_threads) as eng, pair.reading(allow_changing_input):
         seconds = {}
         t0 = time.perf_counter()
-        counts = eng.histories(pair, progress=bar)
+        if want_materials:
+            counts, mat_counts = analysis.histories_and_materials(eng, pair, bar)
+        else:
+            counts = eng.histories(pair, progress=bar)
+        all_codes, groups = counts.codes, counts.groups()
+        if pattern is not None:
+            counts = analysis.select_counts(counts, pattern)
         seconds["histories"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar)
+        # the kernels take every aligned history; --select keeps the matching rows afterwards
+        aggregates = eng.deviations(pair, groups, cuts, tables=tables, progress=bar) if tables else {}
+        if pattern is not None:
+            aggregates = {t: analysis.select_aggregate(agg, pattern) for t, agg in aggregates.items()}
         seconds["deviations"] = time.perf_counter() - t0
+        extra = _extras(pair, eng, pattern, all_codes, mat_counts if want_materials else None, c2max,
+                        migration, migration_first, n_threads, seconds)
     deviations = {t: DeviationTable(aggregates[t]) for t in tables}
-    aligned = next(iter(deviations.values())).nitem_total
+    if deviations:
+        aligned = next(iter(deviations.values())).nitem_total
+    elif pattern is None and extra["migration"] is not None:
+        aligned = extra["migration"].n_aligned
+    else:
+        aligned = analysis.selected_aligned(pair, pattern, all_codes, n_threads=n_threads)
     return Comparison(pair, eng.name, cuts, counts, HistoryTable(counts, c2max, aligned), deviations, seconds,
-                      runner=eng)
+                      runner=eng, select=None if pattern is None else pattern.text, **extra)
+
+
+def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_threads, seconds) -> dict:
+    """The material and migration tables of :func:`compare` (docs/analysis.md, section 5)."""
+    from . import analysis
+    from .materials import MaterialTable, find_material_names
+    from .migration import count_migrations, count_migrations_reference
+    threads = getattr(eng, "n_threads", n_threads)
+    out = {"materials": None, "migration": None}
+    if mat_counts is not None:
+        if pattern is not None:
+            mat_counts = analysis.selected_material_counts(pair, pattern, codes, n_threads=threads)
+        out["materials"] = MaterialTable(mat_counts, find_material_names(pair.a.path), c2max)
+    if migration:
+        t0 = time.perf_counter()
+        count = count_migrations_reference if eng.name in ("numpy", "select") else count_migrations
+        kw = {} if count is count_migrations_reference else {"n_threads": threads}
+        table = count(pair.a.seqhis, pair.b.seqhis, first=first, **kw)
+        if pattern is not None:
+            table = analysis.select_migrations(table, pair, pattern, codes, first=first, n_threads=threads)
+        out["migration"] = table
+        seconds["migration"] = time.perf_counter() - t0
+    return out
 
 
 def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int = 10,

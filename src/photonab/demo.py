@@ -21,7 +21,7 @@ DEMO_NAN = 5
 
 def demo_folder(cache, photons: int) -> Path:
     """The cache folder of the demo pair of ``photons`` photons."""
-    return Path(cache) / f"demo-{photons}"
+    return Path(cache) / f"demo-v2-{photons}"  # v2: explicit migrations (DEFAULT_MIGRATIONS)
 
 
 def _event_dirs(folder: Path) -> tuple[Path, Path]:
@@ -42,14 +42,14 @@ def ensure_demo_pair(cache, photons: int, progress: bool = True) -> tuple[Path, 
         def waiting():
             print(f"waiting for another photonab generating the demo pair in {folder} ...", file=sys.stderr)
 
-        with file_lock(Path(cache) / f".demo-{photons}.lock", waiting=waiting):
+        with file_lock(Path(cache) / f".{folder.name}.lock", waiting=waiting):
             if not _complete(folder):  # whoever held the lock may have made it meanwhile
-                from .synth import DEFAULT_FAULTS, synthesize
+                from .synth import DEFAULT_FAULTS, DEFAULT_MIGRATIONS, synthesize
                 for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*"):  # a killed generator's
                     for stale in Path(cache).glob(pattern):
                         shutil.rmtree(stale, ignore_errors=True)
                 print(f"generating the demo pair ({photons} photons) into {folder} ...", file=sys.stderr)
                 with atomic_folder(folder) as tmp:
                     synthesize(tmp, photons, seed=DEMO_SEED, faults=DEFAULT_FAULTS, nan=DEMO_NAN,
-                               progress=progress)
+                               progress=progress, migrations=DEFAULT_MIGRATIONS)
     return _event_dirs(folder)

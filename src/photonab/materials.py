@@ -235,6 +235,8 @@ class MaterialTable(HistoryTable):
 
     def skip_mask(self, skip) -> np.ndarray:
         """True for rows whose material history passes through any of ``skip``."""
+        if hasattr(skip, "mask"):  # a photonab.analysis.View (the CLI's --skip/--order)
+            return skip.mask(self)
         return contains_materials(self.codes, skip, self.names)
 
     def __repr__(self):

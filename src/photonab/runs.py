@@ -88,12 +88,16 @@ class RunComparison:
     events: list[Comparison]
     history: HistoryTable
     tables: dict[str, DeviationTable]
+    #: the combined material table (``tables`` with "materials") and the --select pattern
+    materials: object = None
+    select: str | None = None
 
     @property
     def rc(self) -> int:
         """Return code (docs/verdict.md): the bits of the combined tables, and of every
         event's own tables, so that one bad event fails the run."""
-        rc = self.history.rc + sum(t.rc for t in self.tables.values())
+        rc = self.history.rc | (self.materials.rc if self.materials is not None else 0)
+        rc += sum(t.rc for t in self.tables.values())
         for event in self.events:
             rc |= event.rc
         return rc
@@ -140,7 +144,7 @@ class RunComparison:
 
 
 def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None, msli=None,
-                progress=False, allow_changing_input=False) -> RunComparison:
+                progress=False, allow_changing_input=False, select=None) -> RunComparison:
     """Compare every (A, B) of ``pairs`` (EventPair or (a_dir, b_dir)) and combine them;
     an engine made by name is closed at the end.
 
@@ -157,7 +161,7 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max
                 raise InputError(f"{pair.a.path / 'fdom.npy'}: domains differ from the run's first event "
                                  f"{results[0].pair.a.path}; combined tables need one set of domains")
             results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, c2max=c2max, progress=progress,
-                                   allow_changing_input=allow_changing_input))
+                                   allow_changing_input=allow_changing_input, select=select))
     if not results:
         raise InputError("a run needs at least one event pair")
     for r in results:  # an event compared early may have changed since (docs/reliability.md)
@@ -165,7 +169,13 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max
     history = HistoryTable(combine_histories([r.history_counts for r in results]), c2max,
                            sum(r.aligned for r in results))
     combined = {}
-    for t in tables:
+    for t in results[0].tables:
         agg, worst_event = combine_aggregates([r.tables[t].raw for r in results])
         combined[t] = DeviationTable(agg, worst_event=worst_event)
-    return RunComparison(results, history, combined)
+    materials = None
+    if results[0].materials is not None:  # combined by material code, names of the first event
+        from .materials import MaterialTable
+        materials = MaterialTable(combine_histories([HistoryCounts.from_unsorted(r.materials.codes, r.materials.a,
+                                                                                  r.materials.b) for r in results]),
+                                  results[0].materials.names, c2max)
+    return RunComparison(results, history, combined, materials, results[0].select)

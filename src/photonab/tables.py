@@ -27,11 +27,12 @@ FAILING = ("ERROR", "FATAL")
 
 
 def skip_mask(codes: np.ndarray, skip) -> np.ndarray:
-    """True for rows to hide: label contains any of the ``skip`` tokens (e.g. 'SC AB RE')."""
-    tokens = skip.split() if isinstance(skip, str) else list(skip or ())
-    if not tokens:
+    """True for rows to hide: ``skip`` is a ``--skip`` value (steps such as 'SC AB RE' and
+    history patterns, separated by ','; the rule: docs/analysis.md, section 5)."""
+    from .analysis import parse_skip
+    if not skip:
         return np.zeros(len(codes), bool)
-    return seqhis.labels_contain(codes, tokens)
+    return parse_skip(skip).history_mask(codes)
 
 
 def check_c2max(c2max) -> tuple[float, float, float]:
@@ -57,18 +58,25 @@ class _Rows:
         return len(self.codes)
 
     def skip_mask(self, skip) -> np.ndarray:
-        """True for the rows that ``skip`` hides."""
+        """True for the rows that ``skip`` (a --skip value or a photonab.analysis.View) hides."""
+        if hasattr(skip, "mask"):
+            return skip.mask(self)
         return skip_mask(self.codes, skip)
+
+    def _kept(self, skipped, skip) -> np.ndarray:
+        """Rows not hidden, in the view's order (``--order``)."""
+        order = skip.order_of(self) if hasattr(skip, "order_of") else np.arange(len(self))
+        return order[~skipped[order]]
 
     def shown(self, limit: int | None = None, skip=()) -> np.ndarray:
         """Row numbers a view shows: rows not hidden by ``skip``, the first ``limit`` of them."""
-        return np.flatnonzero(~self.skip_mask(skip))[:limit]
+        return self._kept(self.skip_mask(skip), skip)[:limit]
 
     def hidden(self, limit: int | None = None, skip=()) -> dict:
         """Rows a view with ``limit`` and ``skip`` hides: how many, and how many of them fail
         (ERROR/FATAL), by the option that hid them."""
         skipped = self.skip_mask(skip)
-        kept = np.flatnonzero(~skipped)
+        kept = self._kept(skipped, skip)
         beyond = kept[limit:] if limit is not None else kept[:0]
         bad = self.level_index >= LEVELS.index(FAILING[0])
         return {"rows": int(skipped.sum()) + len(beyond), "skip": int(skipped.sum()), "limit": len(beyond),

@@ -61,6 +61,8 @@ def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
                "level": LEVELS[table.level_index[i]], "worst_photon": worst}
         if table.worst_event is not None:
             row["worst_event"] = int(table.worst_event[i])
+        # ISSUE 11, per-slot deviation maxima (kern): row["mx_slot"] (one value per slot up to
+        # the history's step count, null for NaN) and row["slot"] (the worst slot) go here.
         if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
             row["worst_file_row"] = file_rows[worst] if worst >= 0 else -1
         rows.append(row)
@@ -78,7 +80,7 @@ def comparison_dict(cmp: Comparison) -> dict:
             "levels": {"history": cmp.history.level, **{t: tab.level for t, tab in cmp.tables.items()}},
             "seconds": {k: _num(v) for k, v in cmp.seconds.items()}, "history": history_dict(cmp.history),
             "deviations": {t: deviation_dict(tab, pair.a.file_rows) for t, tab in cmp.tables.items()},
-            "input_changed": list(pair.changed)}
+            "input_changed": list(pair.changed), **analysis_dict(cmp)}
 
 
 def run_dict(run: RunComparison) -> dict:
@@ -88,13 +90,15 @@ def run_dict(run: RunComparison) -> dict:
             "levels": {"history": run.history.level, **{t: tab.level for t, tab in run.tables.items()}},
             "history": history_dict(run.history),
             "deviations": {t: deviation_dict(tab) for t, tab in run.tables.items()},
-            "input_changed": [c for e in run.events for c in e.pair.changed]}
+            "input_changed": [c for e in run.events for c in e.pair.changed], **analysis_dict(run)}
 
 
 def chase_dict(found: Chase) -> dict:
     return {"schema": SCHEMA, "kind": "chase", "a": str(found.pair.a.path), "b": str(found.pair.b.path),
             "table": found.table, "unit": found.unit, "history": found.history,
             "code": None if found.code is None else _code(found.code), "level": found.level, "found": found.found,
+            "pattern": getattr(found, "pattern", None),
+            "codes": [_code(c) for c in getattr(found, "codes", ())],
             "photons": [{"index": int(i), "file_index": int(f), "deviation": _num(d),
                          "finite": bool(np.isfinite(d))}
                         for i, f, d in zip(found.index, found.file_index, found.deviation)]}
@@ -125,3 +129,75 @@ def write_json(data: dict, path=None) -> str:
         except OSError as exc:
             raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
     return text
+
+
+# ---------------------------------------------------------------- analysis tables (docs/json.md)
+
+
+def materials_dict(table) -> dict:
+    """The material table: the history table's keys, rows labelled by material."""
+    out = history_dict(table)
+    labels = table.labels()
+    short = table.labels(abbreviate=True)
+    for row, label, abbr in zip(out["rows"], labels, short):
+        row["label"] = label
+        row["abbreviated"] = abbr
+        row["materials"] = [int(k) for k in _material_steps(table.codes[row["index"]])]
+    out["table"] = "materials"
+    out["names"] = None if table.names is None else list(table.names.names)
+    out["names_file"] = None if table.names is None or table.names.path is None else str(table.names.path)
+    out["rc_bit"] = RC_BIT["history"]
+    return out
+
+
+def _material_steps(code):
+    from ..materials import material_steps
+    return material_steps(code)
+
+
+def migration_dict(table) -> dict:
+    """Every kept (A history, B history) pair, and the pairs beyond them summed."""
+    la, lb = table.labels_a, table.labels_b
+    rows = [{"index": r, "a_code": _code(table.codes_a[r]), "a_label": la[r], "b_code": _code(table.codes_b[r]),
+             "b_label": lb[r], "photons": int(table.counts[r]), "first": int(table.first[r])}
+            for r in range(len(table))]
+    return {"table": "migration", "photons": table.n, "migrated": table.n_migrated,
+            "fraction": _num(table.fraction), "aligned": table.n_aligned,
+            "first_migrated": [int(i) for i in table.first_migrated], "pairs": table.n_pairs,
+            "other_pairs": int(table.other_pairs), "other_photons": int(table.other_photons),
+            "passes": int(table.passes), "rows": rows}
+
+
+def analysis_dict(result) -> dict:
+    """Keys a comparison or run adds with --tables materials, --select and the migration table."""
+    out = {}
+    materials = getattr(result, "materials", None)
+    if materials is not None:
+        out["materials"] = materials_dict(materials)
+        out["levels"] = {**{"history": result.history.level, "materials": materials.level},
+                         **{t: tab.level for t, tab in result.tables.items()}}
+        out["rc_bits"] = {**RC_BIT, "materials": RC_BIT["history"]}
+    migration = getattr(result, "migration", None)
+    if migration is not None:
+        out["migration"] = migration_dict(migration)
+    if hasattr(result, "select"):
+        out["select"] = result.select
+    # kern's per-slot deviation maxima (issue 11) go into deviation_dict rows as "mx_slot"
+    return out
+
+
+def distribution_dict(dist, pair=None) -> dict:
+    """``photonab hist --json``: every bin of every histogram (docs/json.md)."""
+    hists = []
+    for h in dist.histograms:
+        bins = [{**b, "c2": _num(b["c2"])} for b in h.bins()]
+        hists.append({"component": h.component, "unit": h.unit, "bins": bins, "nbins": len(bins),
+                      "photons_a": h.n_a, "photons_b": h.n_b, "under": list(h.under), "over": list(h.over),
+                      "outside": list(h.outside), "shape": h.shape, "cut": h.cut, "c2sum": _num(h.c2sum),
+                      "c2n": h.c2n, "ndf": h.ndf, "c2p": _num(h.c2p), "pvalue": _num(h.pvalue)})
+    out = {"schema": SCHEMA, "kind": "hist", "history": dist.pattern, "slot": dist.slot,
+           "quantity": dist.quantity, "photons_a": dist.n_a, "photons_b": dist.n_b, "c2p": _num(dist.c2p),
+           "histograms": hists}
+    if pair is not None:
+        out = {**out, "a": str(pair.a.path), "b": str(pair.b.path)}
+    return out

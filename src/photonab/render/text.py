@@ -17,6 +17,7 @@ from ..tables import DeviationTable, HistoryTable
 LABEL_WIDTH = 32
 
 __all__ = ["render_history", "render_deviation", "render_comparison", "render_run", "render_chase",
+           "render_materials", "render_migration", "render_migrated", "render_distribution",
            "format_slice", "LABEL_WIDTH"]
 
 
@@ -36,13 +37,15 @@ def _hidden_line(table, limit, skip, rows_option: str) -> str | None:
     h = table.hidden(limit, skip)
     if not h["rows"]:
         return None
+    skip_option = skip.option_for(table) if hasattr(skip, "option_for") else "--skip"  # a View: also --cmx
     if h["skip"]:
-        how = f"{h['skip']} hidden by --skip" + (f", {h['limit']} by {rows_option}" if h["limit"] else "")
+        how = f"{h['skip']} hidden by {skip_option}" + (f", {h['limit']} by {rows_option}" if h["limit"] else "")
     else:
         how = f"{rows_option} to show more"
     line = f"  ... {h['rows']} more histories ({how})"
     if h["failing"]:
-        parts = [f"{h[k]} by {opt}" for k, opt in (("failing_skip", "--skip"), ("failing_limit", rows_option)) if h[k]]
+        parts = [f"{h[k]} by {opt}" for k, opt in (("failing_skip", skip_option), ("failing_limit", rows_option))
+                 if h[k]]
         line += f"; {h['failing']} of them at ERROR/FATAL ({', '.join(parts)})"
     return line
 
@@ -50,7 +53,7 @@ def _hidden_line(table, limit, skip, rows_option: str) -> str | None:
 def render_history(table: HistoryTable, limit: int | None = 20, skip=()) -> str:
     head = (f"history table  A:{table.n_a} B:{table.n_b} photons  {len(table)} histories  "
             f"c2/ndf {table.c2sum:.2f}/{table.ndf} = {table.c2p:.3f}  p-value {table.pvalue:.3g}  "
-            f"level {table.level}  rc {table.rc}")
+            f"level {table.level}  rc {table.rc}" + _order_note(skip))
     lines = [head] + [f"  {reason}" for reason in table.reasons]
     lines.append(f"{'idx':>5} {'code':>16}  {'label':<{LABEL_WIDTH}} {'a':>9} {'b':>9} {'a-b':>8} {'c2':>8}"
                  f" {'a/b':>15} {'b/a':>15} {'nstep':>5}  level")
@@ -85,6 +88,8 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
                      + (f" {table.nnan[i]:>6}" if nan_col else "") +
                      f" {_num(table.mx[i])} {_num(table.mn[i])} {_num(table.avg[i])}  "
                      f"{LEVELS[table.level_index[i]]:<7} {worst:>9}")
+        # ISSUE 11, per-slot deviation maxima (kern): the `slot` column of the worst slot goes
+        # here, e.g. lines[-1] += f" {table.worst_slot[i]:>4}" with a 'slot' header in `cols`.
     footer = _hidden_line(table, limit, skip, "--rows")
     return "\n".join(lines + ([footer] if footer else []))
 
@@ -92,17 +97,22 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
 def _hidden_failing(result, rows, history_rows, skip) -> str | None:
     """One line: the ERROR/FATAL rows the views hide, by option (None when none is hidden)."""
     by_skip = by_rows = 0
-    for table, limit in [(result.history, history_rows)] + [(t, rows) for t in result.tables.values()]:
+    extra = [(result.materials, history_rows)] if getattr(result, "materials", None) is not None else []
+    for table, limit in [(result.history, history_rows)] + extra + [(t, rows) for t in result.tables.values()]:
         h = table.hidden(limit, skip)
         by_skip, by_rows = by_skip + h["failing_skip"], by_rows + h["failing_limit"]
     if not by_skip + by_rows:
         return None
-    parts = [f"{n} by {opt}" for n, opt in ((by_skip, "--skip"), (by_rows, "--rows/--hist-rows")) if n]
+    parts = [f"{n} by {opt}" for n, opt in ((by_skip, getattr(skip, "option", "--skip")),
+                                             (by_rows, "--rows/--hist-rows")) if n]
     return f"{by_skip + by_rows} ERROR/FATAL rows hidden ({', '.join(parts)}); --json has every row"
 
 
 def _verdict(result) -> str:
-    levels = [f"history:{result.history.level}"] + [f"{t}:{tab.level}" for t, tab in result.tables.items()]
+    levels = [f"history:{result.history.level}"]
+    if getattr(result, "materials", None) is not None:
+        levels.append(f"materials:{result.materials.level}")
+    levels += [f"{t}:{tab.level}" for t, tab in result.tables.items()]
     return f"{' '.join(levels)}  rc {result.rc}"
 
 
@@ -113,12 +123,18 @@ def render_comparison(cmp: Comparison, rows: int | None = 10, history_rows: int 
             f"photons {pair.n}" + (f" (msli {msli} of {pair.a.n_total})" if msli else "") +
             f"  maxrec {pair.a.maxrec}  engine {cmp.engine}  aligned {cmp.aligned} "
             f"({100.0 * cmp.aligned / max(1, pair.n):.1f}%)"]
+    if cmp.select is not None:
+        head.append(f"--select {cmp.select!r}: every table holds only the matching histories")
     if cmp.history.none_aligned:
         head.append("no photon aligned: every history differs photon by photon (history FATAL)")
     hidden = _hidden_failing(cmp, rows, history_rows, skip)
     if hidden:
         head.append(hidden)
     parts = ["\n".join(head), render_history(cmp.history, history_rows, skip)]
+    if cmp.materials is not None:
+        parts.append(render_materials(cmp.materials, history_rows, skip))
+    if cmp.migration is not None:
+        parts.append(render_migration(cmp.migration, getattr(skip, "migration_rows", 10)))
     parts += [render_deviation(t, rows, skip) for t in cmp.tables.values()]
     parts.append(f"summary: {_verdict(cmp)}" + (f"; {hidden}" if hidden else ""))
     return _with_change_warning(parts, cmp.pair.changed)
@@ -147,6 +163,8 @@ def render_run(run, rows: int | None = 10, history_rows: int | None = 20, skip=(
     if hidden:
         lines.append(hidden)
     parts = ["\n".join(lines), "combined " + render_history(run.history, history_rows, skip)]
+    if run.materials is not None:
+        parts.append("combined " + render_materials(run.materials, history_rows, skip))
     parts += ["combined " + render_deviation(t, rows, skip) for t in run.tables.values()]
     summary = f"summary: {_verdict(run)}"
     failing_events = [str(e["event"]) for e in run.event_lines() if e["rc"]]
@@ -158,6 +176,8 @@ def render_run(run, rows: int | None = 10, history_rows: int | None = 20, skip=(
 
 def render_chase(found, records: int = 3) -> str:
     what = "all histories" if found.code is None else seqhis.label(found.code)
+    if getattr(found, "pattern", None) is not None:  # chase --history PATTERN (photonab.chase.chase_pattern)
+        what = f"{found.pattern!r} ({len(found.codes)} histories)"
     beyond = found.level or "any deviation"
     unit = f" [{found.unit}]" if found.unit else ""
     if not len(found):
@@ -182,4 +202,103 @@ def render_chase(found, records: int = 3) -> str:
         if found.table == "ox":
             for side in ("a", "b"):
                 lines.append(f"  {side.upper()} ox: {np.array2string(rec[side]['ox'].ravel(), precision=4)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- analysis views (docs/analysis.md)
+
+
+def _order_note(view) -> str:
+    order = getattr(view, "order", "sum")
+    words = {"sum": "a+b", "max": "max(a,b)", "a": "a", "b": "b"}[order]
+    return f"  order {order} ({words} descending)"
+
+
+def _short(text: str, width: int = LABEL_WIDTH) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def render_materials(table, limit: int | None = 20, skip=()) -> str:
+    """The material table beside the history table: photons per seqmat code in A and B."""
+    names = "material names from " + str(table.names.path) if table.names is not None and table.names.path \
+        else ("material names given" if table.names is not None else "material indices (no material names found)")
+    head = (f"material table  A:{table.n_a} B:{table.n_b} photons  {len(table)} material histories  "
+            f"c2/ndf {table.c2sum:.2f}/{table.ndf} = {table.c2p:.3f}  p-value {table.pvalue:.3g}  "
+            f"level {table.level}  rc {table.rc} (shares the history bit)" + _order_note(skip))
+    width = 40
+    lines = [head, f"  {names}"] + [f"  {reason}" for reason in table.reasons]
+    lines.append(f"{'idx':>5} {'code':>16}  {'materials':<{width}} {'a':>9} {'b':>9} {'a-b':>8} {'c2':>8}"
+                 f" {'a/b':>15} {'b/a':>15}  level")
+    shown = table.shown(limit, skip)
+    labels = table.labels(shown, abbreviate=True) if len(shown) else []
+    for i, label in zip(shown, labels):
+        ab = "-" if np.isnan(table.ab[i]) else f"{table.ab[i]:.3f}+-{table.ab_err[i]:.3f}"
+        ba = "-" if np.isnan(table.ba[i]) else f"{table.ba[i]:.3f}+-{table.ba_err[i]:.3f}"
+        level = LEVELS[table.level_index[i]] + (" dropout" if table.dropout[i] else "")
+        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_short(label, width):<{width}} {table.a[i]:>9} "
+                     f"{table.b[i]:>9} {int(table.a[i] - table.b[i]):>8} {table.c2[i]:>8.2f} {ab:>15} {ba:>15}"
+                     f"  {level}")
+    footer = _hidden_line(table, limit, skip, "--hist-rows")
+    return "\n".join(lines + ([footer] if footer else []))
+
+
+def render_migration(table, limit: int | None = 10) -> str:
+    """Migrated photons (history differs between A and B) and the most frequent pairs."""
+    first = " ".join(str(int(i)) for i in table.first_migrated)
+    head = [f"migration: {table.n_migrated} of {table.n} photons ({100.0 * table.fraction:.3f}%) have a different "
+            f"history in A and B, in {table.n_pairs} (A history -> B history) pairs",
+            f"  first {len(table.first_migrated)} migrated photons: {first or '-'}"]
+    if not len(table):
+        return "\n".join(head)
+    shown = range(len(table)) if limit is None else range(min(limit, len(table)))
+    head.append(f"{'idx':>5} {'photons':>9} {'first':>9} {'A code':>12} {'B code':>12}  A history -> B history")
+    la, lb = table.labels_a, table.labels_b
+    for r in shown:
+        head.append(f"{r:>5} {int(table.counts[r]):>9} {int(table.first[r]):>9} {int(table.codes_a[r]):>12x} "
+                    f"{int(table.codes_b[r]):>12x}  {la[r]} -> {lb[r]}")
+    rest_pairs = len(table) - len(shown) + table.other_pairs
+    rest_photons = int(table.counts[len(shown):].sum()) + table.other_photons
+    if rest_pairs:
+        head.append(f"  ... {rest_pairs} more pairs with {rest_photons} photons (--migration-rows N to show more; "
+                    "--json has every row)")
+    return "\n".join(head)
+
+
+def render_migrated(found, records: bool = True) -> str:
+    """``chase --migrated``: the photons of the matching migrations, A and B records side by side."""
+    lines = [f"chase --migrated {found.migration!r}: {found.found} migrated photons; the first {len(found)}:"]
+    if not len(found):
+        return lines[0].rstrip(":") + "."
+    lines.append(f"{'photon':>10} {'file row':>10}  A history -> B history")
+    la, lb = found.labels_a, found.labels_b
+    for k in range(len(found)):
+        lines.append(f"{int(found.indices[k]):>10} {int(found.file_rows[k]):>10}  {la[k]} -> {lb[k]}")
+    if records:
+        for k in range(len(found)):
+            na, nb = len(la[k].split()), len(lb[k].split())
+            lines.append(f"photon {int(found.indices[k])}: slot  A {la[k]:<28} | B {lb[k]}")
+            for slot in range(max(na, nb)):
+                def rec(side, n):
+                    if slot >= n:
+                        return f"{'':<45}"
+                    p = getattr(found, f"positions_{side}")[k, slot]
+                    t = getattr(found, f"times_{side}")[k, slot]
+                    step = (la if side == "a" else lb)[k].split()[slot]
+                    return f"{step:<3}({p[0]:9.3f},{p[1]:9.3f},{p[2]:9.3f},{t:7.3f})"
+                lines.append(f"  {slot:>4}  {rec('a', na)} | {rec('b', nb)}")
+    return "\n".join(lines)
+
+
+def render_distribution(dist) -> str:
+    """``photonab hist``: bins, photons and chi-square of each histogram."""
+    lines = [f"hist {dist.quantity} at slot {dist.slot} of {dist.pattern!r}: A {dist.n_a} photons, "
+             f"B {dist.n_b} photons with a step at that slot"]
+    for h in dist.histograms:
+        unit = f" {h.unit}" if h.unit else ""
+        lines.append(f"  {h.component:<5} {len(h.a)} bins {h.edges[0]:.4g}..{h.edges[-1]:.4g}{unit}  "
+                     f"c2/ndf {h.c2sum:.2f}/{h.ndf} = {h.c2p:.3f}  p-value {h.pvalue:.3g}  "
+                     f"(A {h.n_a}, B {h.n_b} in the bins; under {h.under[0]}/{h.under[1]}, "
+                     f"over {h.over[0]}/{h.over[1]}, outside the domain {h.outside[0]}/{h.outside[1]})")
+    if len(dist.histograms) > 1:
+        lines.append(f"  combined c2p {dist.c2p:.3f}")
     return "\n".join(lines)
