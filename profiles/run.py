@@ -10,6 +10,7 @@ Run from the repository root:
     python -m profiles.run streaming --sizes 1M,10M       # beyond RAM: cold and warm page cache
     python -m profiles.run scaling --size 1M --workers 1,2  # local dask scaling
     python -m profiles.run sevt --sizes 1M,5M             # SEvt history comparison (QCF) vs the old way qcf.py
+    python -m profiles.run process                        # whole processes: start-up, CLI vs floor process, threads
 
 For every size a synthetic A/B pair is generated once into the cache folder; for
 every engine and size, each measurement runs in a fresh process (``profiles.case``):
@@ -315,6 +316,7 @@ SUBCOMMANDS = {
     "streaming": ("profiles.streaming", "beyond RAM: the cython engine over growing pairs, cold and warm page cache"),
     "scaling": ("profiles.scaling", "local dask scaling: 1 vs 2 (or more) worker processes"),
     "sevt": ("profiles.sevt", "SEvt history comparison (QCF): cython, numpy and the old way qcf.py, 1M and 5M"),
+    "process": ("profiles.process", "whole processes: start-up, the CLI vs a floor process, 2 threads vs 1 quiet and loaded"),
 }
 
 

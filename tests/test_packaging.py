@@ -72,3 +72,29 @@ def test_missing_compiled_module_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "cyext", None)  # import cyext now raises ImportError
     with pytest.raises(InputError, match="pip install ."):
         import_cyext()
+
+
+# Start-up (issue 12): the heavy modules load only when used. A behaviour test (what is in
+# sys.modules), not a timing test; `python -m profiles.run process` times the start-up.
+HEAVY_MODULES = ("scipy", "matplotlib", "tqdm", "dask", "distributed")
+_LOADED = ("import sys; print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & set(%r)))"
+           % (HEAVY_MODULES,))
+
+
+def _heavy_loaded(code):
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("HEAVY ")][-1]
+    return line[len("HEAVY "):]
+
+
+def test_import_loads_no_heavy_module():
+    assert _heavy_loaded("import photonab, cyext; " + _LOADED) == "[]"
+
+
+def test_help_loads_no_heavy_module():
+    # python -m photonab --help, run in this interpreter so that sys.modules can be read after it
+    code = ("import runpy, sys; sys.argv = ['photonab', '--help']\n"
+            "try:\n    runpy.run_module('photonab', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n" + _LOADED)
+    assert _heavy_loaded(code) == "[]"

@@ -339,3 +339,28 @@ def test_sevt_pair_without_records_has_the_same_histories(tmp_path):
     for x, y in ((a, a0), (b, b0)):
         for name in ("seq", "photon", "hit"):
             assert np.array_equal(np.load(x / f"{name}.npy"), np.load(y / f"{name}.npy")), name
+
+
+def test_process_quick_smoke(tmp_path):
+    """python -m profiles.run process --quick: start-up, whole process and threads, every file."""
+    out = tmp_path / "out"
+    proc = harness("process", "--quick", "--startup-repeats", "2", "--out", out, "--cache", tmp_path / "cache",
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert not results["failed"]
+    st = results["startup"]
+    assert set(st) == {"bare", "numpy", "import", "help", "compare"}
+    assert st["import"]["heavy"] == [] and st["help"]["heavy"] == []
+    assert all(len(d["seconds"]) == 2 and d["min"] > 0 for d in st.values())
+    (whole,) = results["whole"]
+    assert whole["cli"]["median"] > 0 and whole["floor"]["median"] > 0 and whole["ratio"]["median"] > 0
+    assert whole["floor"]["bytes"] > 0 and 0 <= whole["cli"]["rc"] < 64
+    (threads,) = results["threads"]
+    assert set(threads["cases"]) == {"quiet", "loaded"} and threads["tables_equal"]
+    for case in threads["cases"].values():
+        assert set(case["threads"]) == {"1", "2"} and case["ratio"]["median"] > 0
+    assert {t["status"] for t in results["targets"]} <= {"met", "MISSED", "n/a"}
+    summary = (out / "summary.txt").read_text()
+    assert summary.strip() in proc.stdout
+    assert "start-up" in summary and "CLI / floor process" in summary and "loaded" in summary
