@@ -98,15 +98,161 @@ cdef extern from *:
                                                     int32_t* d) noexcept nogil
 
 
+#: record slots a slot-maxima row holds per table: maxrec rounded up to a multiple of 8,
+#: so that the SSE2 loop updates 8 slots per instruction (the padding slots stay 0)
+cdef inline int _slot_room(int maxrec) noexcept nogil:
+    return (maxrec + 7) & ~7
+
+
+cdef extern from *:
+    """
+    /* Per-photon record deviations AND per-slot deviations in one pass over the slots,
+       for the record tables in ``mask`` (bit 0 rpost, 1 rtime, 2 rpol; the others are
+       not computed). d[k] = max over slots of table k (as cyext_record_deviation);
+       slots[k * room + r] (uint16, the photon's group's row, ``room`` = maxrec rounded
+       up to 8) becomes max(itself, the slot-r deviation of table k). ``mask`` is a
+       compile-time constant in each of the seven specialisations below. */
+    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \
+                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
+    #include <emmintrin.h>
+    #if defined(__GNUC__)
+    #define CYEXT_INLINE static inline __attribute__((always_inline))
+    #else
+    #define CYEXT_INLINE static __forceinline
+    #endif
+    /* unsigned 16-bit max in SSE2: a + (b -sat a) */
+    #define CYEXT_MAXU16(x, y) _mm_adds_epu16((x), _mm_subs_epu16((y), (x)))
+    CYEXT_INLINE uint16_t cyext_hmax_u16(__m128i v) {
+        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 8));
+        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 4));
+        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 2));
+        return (uint16_t)_mm_cvtsi128_si32(v);
+    }
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec, int room,
+                                           uint16_t *slots, int32_t *d, const int mask) {
+        const __m128i zero = _mm_setzero_si128();
+        __m128i acc0 = zero, acc1 = zero, acc2 = zero;
+        for (int r0 = 0; r0 < maxrec; r0 += 8) {
+            /* v[j] = |a - b| of slot r0 + j as 8 uint16 words: x y z t (q0 words) then
+               the polarization x y z and wavelength bytes (q1 bytes 0..3) */
+            __m128i v[8];
+            int n = maxrec - r0 < 8 ? maxrec - r0 : 8;
+            for (int j = 0; j < 8; j++) {
+                if (j < n) {
+                    __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * (r0 + j)));
+                    __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * (r0 + j)));
+                    __m128i d16 = (mask & 3) ? _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb)) : zero;
+                    __m128i d8 = (mask & 4) ? _mm_unpackhi_epi8(_mm_or_si128(_mm_subs_epu8(va, vb),
+                                                                             _mm_subs_epu8(vb, va)), zero) : zero;
+                    v[j] = _mm_unpacklo_epi64(d16, d8);
+                } else {
+                    v[j] = zero;
+                }
+            }
+            /* 8 x 8 transpose: column c[w] holds word w of the 8 slots */
+            __m128i t0 = _mm_unpacklo_epi16(v[0], v[1]), t1 = _mm_unpacklo_epi16(v[2], v[3]);
+            __m128i t2 = _mm_unpacklo_epi16(v[4], v[5]), t3 = _mm_unpacklo_epi16(v[6], v[7]);
+            __m128i t4 = _mm_unpackhi_epi16(v[0], v[1]), t5 = _mm_unpackhi_epi16(v[2], v[3]);
+            __m128i t6 = _mm_unpackhi_epi16(v[4], v[5]), t7 = _mm_unpackhi_epi16(v[6], v[7]);
+            __m128i u0 = _mm_unpacklo_epi32(t0, t1), u1 = _mm_unpackhi_epi32(t0, t1);
+            __m128i u2 = _mm_unpacklo_epi32(t2, t3), u3 = _mm_unpackhi_epi32(t2, t3);
+            __m128i u4 = _mm_unpacklo_epi32(t4, t5), u5 = _mm_unpackhi_epi32(t4, t5);
+            __m128i u6 = _mm_unpacklo_epi32(t6, t7), u7 = _mm_unpackhi_epi32(t6, t7);
+            if (mask & 1) {  /* rpost: max of x, y, z per slot */
+                __m128i s = CYEXT_MAXU16(CYEXT_MAXU16(_mm_unpacklo_epi64(u0, u2), _mm_unpackhi_epi64(u0, u2)),
+                                         _mm_unpacklo_epi64(u1, u3));
+                __m128i *row = (__m128i *)(slots + r0);
+                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
+                acc0 = CYEXT_MAXU16(acc0, s);
+            }
+            if (mask & 2) {  /* rtime: t per slot */
+                __m128i s = _mm_unpackhi_epi64(u1, u3);
+                __m128i *row = (__m128i *)(slots + room + r0);
+                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
+                acc1 = CYEXT_MAXU16(acc1, s);
+            }
+            if (mask & 4) {  /* rpol: max of the polarization x, y, z bytes per slot */
+                __m128i s = CYEXT_MAXU16(CYEXT_MAXU16(_mm_unpacklo_epi64(u4, u6), _mm_unpackhi_epi64(u4, u6)),
+                                         _mm_unpacklo_epi64(u5, u7));
+                __m128i *row = (__m128i *)(slots + 2 * room + r0);
+                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
+                acc2 = CYEXT_MAXU16(acc2, s);
+            }
+        }
+        if (mask & 1) d[0] = cyext_hmax_u16(acc0);
+        if (mask & 2) d[1] = cyext_hmax_u16(acc1);
+        if (mask & 4) d[2] = cyext_hmax_u16(acc2);
+    }
+    #else
+    #define CYEXT_INLINE static inline
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec, int room,
+                                           uint16_t *slots, int32_t *d, const int mask) {
+        const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
+        uint16_t m0 = 0, m1 = 0, m2 = 0;
+        for (int r = 0; r < maxrec; r++) {
+            if (mask & 1) {
+                uint16_t s = 0;
+                for (int c = 0; c < 3; c++) {
+                    int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
+                    uint16_t ax = (uint16_t)(x < 0 ? -x : x);
+                    s = s > ax ? s : ax;
+                }
+                if (s > slots[r]) slots[r] = s;
+                if (s > m0) m0 = s;
+            }
+            if (mask & 2) {
+                int32_t x = (int32_t)a[8 * r + 3] - (int32_t)b[8 * r + 3];
+                uint16_t s = (uint16_t)(x < 0 ? -x : x);
+                if (s > slots[room + r]) slots[room + r] = s;
+                if (s > m1) m1 = s;
+            }
+            if (mask & 4) {
+                uint16_t s = 0;
+                for (int c = 0; c < 3; c++) {
+                    uint8_t ua = a8[16 * r + 8 + c], ub = b8[16 * r + 8 + c];
+                    uint16_t ax = (uint16_t)(ua > ub ? ua - ub : ub - ua);
+                    s = s > ax ? s : ax;
+                }
+                if (s > slots[2 * room + r]) slots[2 * room + r] = s;
+                if (s > m2) m2 = s;
+            }
+        }
+        if (mask & 1) d[0] = m0;
+        if (mask & 2) d[1] = m1;
+        if (mask & 4) d[2] = m2;
+    }
+    #endif
+    /* one specialisation per table mask: only the asked tables' work is compiled in */
+    static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec, int room,
+                                          uint16_t *slots, int32_t *d, int mask) {
+        switch (mask) {
+        case 1: cyext_record_slots_t(a, b, maxrec, room, slots, d, 1); break;
+        case 2: cyext_record_slots_t(a, b, maxrec, room, slots, d, 2); break;
+        case 3: cyext_record_slots_t(a, b, maxrec, room, slots, d, 3); break;
+        case 4: cyext_record_slots_t(a, b, maxrec, room, slots, d, 4); break;
+        case 5: cyext_record_slots_t(a, b, maxrec, room, slots, d, 5); break;
+        case 6: cyext_record_slots_t(a, b, maxrec, room, slots, d, 6); break;
+        case 7: cyext_record_slots_t(a, b, maxrec, room, slots, d, 7); break;
+        default: break;
+        }
+    }
+    """
+    void _record_slots "cyext_record_slots"(const int16_t* a, const int16_t* b, int maxrec, int room,
+                                            uint16_t* slots, int32_t* d, int mask) noexcept nogil
+
+
 cdef inline void _record_update(_RecordRow* row, const int32_t* d, const int64_t* thr,
-                                Py_ssize_t i) noexcept nogil:
-    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row;
-    ``thr`` (3 tables x 3 levels): beyond level j of table k when d[k] >= thr[3k + j]."""
+                                Py_ssize_t i, int mask) noexcept nogil:
+    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row,
+    for the tables in ``mask`` (bit k = table k); ``thr`` (3 tables x 3 levels): beyond
+    level j of table k when d[k] >= thr[3k + j]."""
     cdef int k
     cdef _RecordTable* t
     cdef int64_t x
     row.nitem += 1
     for k in range(3):
+        if not (mask >> k) & 1:
+            continue
         t = &row.table[k]
         x = d[k]
         t.ndisc[0] += x >= thr[3 * k]
@@ -157,6 +303,24 @@ def merge_record_partials(partials):
         o["min"] = p["min"].min(axis=0)
         o["argmax"] = _merge_argmax(p["max"], o["max"], p["argmax"])
     return out
+
+
+def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec):
+    """Empty per-slot maxima (n_parts, n_groups, 3, room) uint16, room = maxrec rounded up
+    to a multiple of 8: slot r of record table k (RECORD_TABLES order) of a group is the
+    largest slot-r deviation of its photons, in stored counts (0: no photon yet)."""
+    return np.zeros((n_parts, n_groups, 3, _slot_room(maxrec)), dtype=np.uint16)
+
+
+def merge_slot_partials(partials, int maxrec):
+    """(P, G, 3, room) slot maxima -> (G, 3, maxrec) uint16: the max over the parts (exact,
+    in any order); the padding slots are dropped."""
+    partials = np.asarray(partials, dtype=np.uint16)
+    if partials.ndim != 4 or partials.shape[2] != 3 or partials.shape[3] < maxrec:
+        raise ValueError(f"slot partials must be (P, G, 3, >= {maxrec}), got {partials.shape}")
+    if partials.shape[0] == 0:
+        return np.zeros((partials.shape[1], 3, maxrec), dtype=np.uint16)
+    return np.ascontiguousarray(partials[..., :maxrec].max(axis=0))
 
 
 cdef _check_rx(const int16_t[:, :, :, :] rx, str name, Py_ssize_t n):

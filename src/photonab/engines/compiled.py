@@ -12,7 +12,7 @@ from .._cyext import load as load_cyext
 from ..cuts import RECORD_TABLES, TABLES, Cuts
 from ..errors import InputError
 from ..events import EventPair
-from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
+from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks, worst_slots
 
 
 def import_cyext():
@@ -47,7 +47,7 @@ class CythonEngine:
                    progress=no_progress) -> dict[str, DeviationAggregate]:
         acc = self.cyext.DeviationAccumulator(
             self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, self.n_threads,
-            records=any(t in tables for t in RECORD_TABLES), finals="ox" in tables)
+            records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables, maxrec=pair.a.rx.shape[1])
         a, b = pair.a, pair.b
         with progress(pair.n, "deviations") as bar:
             for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
@@ -59,15 +59,18 @@ class CythonEngine:
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
     """The tables' aggregates from a merged DeviationAccumulator result, field by field:
     ``records`` rows (cyext.RECORD_DTYPE: nitem, then per record table ndisc, max, min,
-    sum, argmax), ``finals`` rows (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
+    sum, argmax), the per-slot maxima ``slots`` (G, 3, maxrec), ``finals`` rows
+    (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
-    for table in RECORD_TABLES:
+    for k, table in enumerate(RECORD_TABLES):
         if table in tables:
             rec = result["records"]
+            fields = _fields(rec[table], "ndisc", "max", "min", "sum", "argmax")
+            slot_max = result["slots"][:, k, :].astype(np.int32)
             out[table] = DeviationAggregate(table, codes, nitem=_field(rec, "nitem"),
-                                            nnan=np.zeros(len(codes), np.int64), cuts=cuts[table],
-                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"))
+                                            nnan=np.zeros(len(codes), np.int64), cuts=cuts[table], **fields,
+                                            slot_max=slot_max, worst_slot=worst_slots(slot_max, fields["max"]))
     if "ox" in tables:
         out["ox"] = DeviationAggregate("ox", codes, sum=result["sums"], cuts=cuts.ox,
                                        **_fields(result["finals"], "nitem", "nnan", "ndisc", "max", "min", "argmax"))
