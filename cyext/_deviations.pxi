@@ -36,7 +36,6 @@ cdef struct _Inputs:
     const int64_t* thr
     const double* cut
     int rmask         # record tables to compute: bit k = RECORD_TABLES[k] (0: none)
-    int room          # slots per table of a slot-maxima row (_slot_room(maxrec))
     bint finals
 
 
@@ -83,7 +82,7 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
             continue
         if x.rmask:  # the per-slot maxima are a by-product of the per-photon deviations
             _record_slots(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
-                          x.maxrec, x.room, slot + <Py_ssize_t>g * 3 * x.room, d3, x.rmask)
+                          x.maxrec, slot + <Py_ssize_t>g * x.maxrec * _SLOT_LANES, d3, x.rmask)
             _record_update(rec + g, d3, x.thr, i, x.rmask)
         if x.finals:
             d = _final_deviation(<const float*>(x.oa + i * x.oas), <const float*>(x.ob + i * x.obs))
@@ -206,7 +205,6 @@ cdef class DeviationAccumulator:
                 <const char*>&rxb[0, 0, 0, 0], rxb.strides[0]
             self._set_maxrec(rxa.shape[1])
             x.maxrec = rxa.shape[1]
-            x.room = _slot_room(x.maxrec)
         if self.finals:
             oxa, oxb = ox_a, ox_b
             _check_finals(oxa, "ox_a", n)
@@ -246,7 +244,7 @@ cdef class DeviationAccumulator:
         cdef _RecordRow* rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
         cdef uint16_t[:, :, :, ::1] slot_view
         cdef uint16_t* slot = NULL
-        if self.records and G and x.room:
+        if self.records and G and x.maxrec:
             slot_view = self.slot_partials
             slot = &slot_view[0, 0, 0, 0]
         cdef _FinalRow* fin = _final_rows(self.final_partials, 0) if self.finals and G else NULL
@@ -261,7 +259,7 @@ cdef class DeviationAccumulator:
                 t = cyext_thread_id()
                 bs = start + b * _SUM_BLOCK
                 _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec + t * G if rec else NULL,
-                                 slot + t * G * 3 * x.room if slot else NULL, fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
+                                 slot + t * G * x.maxrec * _SLOT_LANES if slot else NULL, fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
                                  &unk[t])
         if unknown.any():
             if saved is not None:
@@ -294,7 +292,7 @@ cdef class DeviationAccumulator:
             if self.slot_partials is None:
                 out["slots"] = np.zeros((len(self.index), 3, 0), dtype=np.uint16)
             else:
-                out["slots"] = merge_slot_partials(self.slot_partials, self.maxrec)
+                out["slots"] = merge_slot_partials(self.slot_partials, self.record_mask)
         if self.finals:
             out["finals"] = merge_final_partials(self.final_partials)
             if self.keep_blocks:

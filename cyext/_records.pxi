@@ -98,21 +98,23 @@ cdef extern from *:
                                                     int32_t* d) noexcept nogil
 
 
-#: record slots a slot-maxima row holds per table: maxrec rounded up to a multiple of 8,
-#: so that the SSE2 loop updates 8 slots per instruction (the padding slots stay 0)
-cdef inline int _slot_room(int maxrec) noexcept nogil:
-    return (maxrec + 7) & ~7
+#: uint16 lanes of a slot-maxima row per record slot: |A - B| of x, y, z, t (q0 words),
+#: then of the polarization x, y, z and wavelength bytes (q1 bytes 0..3, widened)
+cdef enum:
+    _SLOT_LANES = 8
 
 
 cdef extern from *:
     """
-    /* Per-photon record deviations AND per-slot deviations in one pass over the slots,
-       for the record tables in ``mask`` (bit 0 rpost, 1 rtime, 2 rpol; the others are
-       not computed). d[k] = max over slots of table k (as cyext_record_deviation);
-       slots[k * room + r] (uint16, the photon's group's row, ``room`` = maxrec rounded
-       up to 8) becomes max(itself, the slot-r deviation of table k). ``mask`` is a
-       compile-time constant in each of the seven specialisations below. */
-    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \
+    /* Per-photon record deviations AND per-slot maxima in one pass over the slots, for
+       the record tables in ``mask`` (bit 0 rpost, 1 rtime, 2 rpol; the others are not
+       computed). d[k] = max over slots of table k (as cyext_record_deviation).
+       ``slots`` is the photon's group's row, maxrec x 8 uint16 lanes (x, y, z, t, pol x,
+       y, z, wavelength): each becomes max(itself, this photon's |A - B| there); the
+       tables' per-slot maxima are taken over the lanes when the partials are merged
+       (merge_slot_partials). ``mask`` is a compile-time constant in each of the seven
+       specialisations below. */
+    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
                                     || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
     #include <emmintrin.h>
     #if defined(__GNUC__)
@@ -122,99 +124,52 @@ cdef extern from *:
     #endif
     /* unsigned 16-bit max in SSE2: a + (b -sat a) */
     #define CYEXT_MAXU16(x, y) _mm_adds_epu16((x), _mm_subs_epu16((y), (x)))
-    CYEXT_INLINE uint16_t cyext_hmax_u16(__m128i v) {
-        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 8));
-        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 4));
-        v = CYEXT_MAXU16(v, _mm_srli_si128(v, 2));
-        return (uint16_t)_mm_cvtsi128_si32(v);
-    }
-    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec, int room,
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
                                            uint16_t *slots, int32_t *d, const int mask) {
         const __m128i zero = _mm_setzero_si128();
-        __m128i acc0 = zero, acc1 = zero, acc2 = zero;
-        for (int r0 = 0; r0 < maxrec; r0 += 8) {
-            /* v[j] = |a - b| of slot r0 + j as 8 uint16 words: x y z t (q0 words) then
-               the polarization x y z and wavelength bytes (q1 bytes 0..3) */
-            __m128i v[8];
-            int n = maxrec - r0 < 8 ? maxrec - r0 : 8;
-            for (int j = 0; j < 8; j++) {
-                if (j < n) {
-                    __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * (r0 + j)));
-                    __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * (r0 + j)));
-                    __m128i d16 = (mask & 3) ? _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb)) : zero;
-                    __m128i d8 = (mask & 4) ? _mm_unpackhi_epi8(_mm_or_si128(_mm_subs_epu8(va, vb),
-                                                                             _mm_subs_epu8(vb, va)), zero) : zero;
-                    v[j] = _mm_unpacklo_epi64(d16, d8);
-                } else {
-                    v[j] = zero;
-                }
+        __m128i acc = zero;
+        for (int r = 0; r < maxrec; r++) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * r));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * r));
+            /* lanes 0..3: |a - b| of the q0 words (max - min of int16 fits a uint16);
+               lanes 4..7: of the q1 bytes 0..3 (pol x, y, z, wavelength), widened */
+            __m128i v = _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb));
+            if (mask & 4) {
+                __m128i d8 = _mm_or_si128(_mm_subs_epu8(va, vb), _mm_subs_epu8(vb, va));
+                v = _mm_unpacklo_epi64(v, _mm_unpackhi_epi8(d8, zero));
             }
-            /* 8 x 8 transpose: column c[w] holds word w of the 8 slots */
-            __m128i t0 = _mm_unpacklo_epi16(v[0], v[1]), t1 = _mm_unpacklo_epi16(v[2], v[3]);
-            __m128i t2 = _mm_unpacklo_epi16(v[4], v[5]), t3 = _mm_unpacklo_epi16(v[6], v[7]);
-            __m128i t4 = _mm_unpackhi_epi16(v[0], v[1]), t5 = _mm_unpackhi_epi16(v[2], v[3]);
-            __m128i t6 = _mm_unpackhi_epi16(v[4], v[5]), t7 = _mm_unpackhi_epi16(v[6], v[7]);
-            __m128i u0 = _mm_unpacklo_epi32(t0, t1), u1 = _mm_unpackhi_epi32(t0, t1);
-            __m128i u2 = _mm_unpacklo_epi32(t2, t3), u3 = _mm_unpackhi_epi32(t2, t3);
-            __m128i u4 = _mm_unpacklo_epi32(t4, t5), u5 = _mm_unpackhi_epi32(t4, t5);
-            __m128i u6 = _mm_unpacklo_epi32(t6, t7), u7 = _mm_unpackhi_epi32(t6, t7);
-            if (mask & 1) {  /* rpost: max of x, y, z per slot */
-                __m128i s = CYEXT_MAXU16(CYEXT_MAXU16(_mm_unpacklo_epi64(u0, u2), _mm_unpackhi_epi64(u0, u2)),
-                                         _mm_unpacklo_epi64(u1, u3));
-                __m128i *row = (__m128i *)(slots + r0);
-                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
-                acc0 = CYEXT_MAXU16(acc0, s);
-            }
-            if (mask & 2) {  /* rtime: t per slot */
-                __m128i s = _mm_unpackhi_epi64(u1, u3);
-                __m128i *row = (__m128i *)(slots + room + r0);
-                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
-                acc1 = CYEXT_MAXU16(acc1, s);
-            }
-            if (mask & 4) {  /* rpol: max of the polarization x, y, z bytes per slot */
-                __m128i s = CYEXT_MAXU16(CYEXT_MAXU16(_mm_unpacklo_epi64(u4, u6), _mm_unpackhi_epi64(u4, u6)),
-                                         _mm_unpacklo_epi64(u5, u7));
-                __m128i *row = (__m128i *)(slots + 2 * room + r0);
-                _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), s));
-                acc2 = CYEXT_MAXU16(acc2, s);
-            }
+            __m128i *row = (__m128i *)(slots + 8 * r);
+            _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), v));
+            acc = CYEXT_MAXU16(acc, v);
         }
-        if (mask & 1) d[0] = cyext_hmax_u16(acc0);
-        if (mask & 2) d[1] = cyext_hmax_u16(acc1);
-        if (mask & 4) d[2] = cyext_hmax_u16(acc2);
+        /* lane 0 = max(x, y, z), lane 4 = max(pol x, y, z), lane 3 = t */
+        __m128i m = CYEXT_MAXU16(CYEXT_MAXU16(acc, _mm_srli_si128(acc, 2)), _mm_srli_si128(acc, 4));
+        if (mask & 1) d[0] = _mm_extract_epi16(m, 0);
+        if (mask & 2) d[1] = _mm_extract_epi16(acc, 3);
+        if (mask & 4) d[2] = _mm_extract_epi16(m, 4);
     }
     #else
     #define CYEXT_INLINE static inline
-    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec, int room,
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
                                            uint16_t *slots, int32_t *d, const int mask) {
         const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
         uint16_t m0 = 0, m1 = 0, m2 = 0;
         for (int r = 0; r < maxrec; r++) {
-            if (mask & 1) {
-                uint16_t s = 0;
-                for (int c = 0; c < 3; c++) {
-                    int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
-                    uint16_t ax = (uint16_t)(x < 0 ? -x : x);
-                    s = s > ax ? s : ax;
-                }
-                if (s > slots[r]) slots[r] = s;
-                if (s > m0) m0 = s;
-            }
-            if (mask & 2) {
-                int32_t x = (int32_t)a[8 * r + 3] - (int32_t)b[8 * r + 3];
-                uint16_t s = (uint16_t)(x < 0 ? -x : x);
-                if (s > slots[room + r]) slots[room + r] = s;
-                if (s > m1) m1 = s;
+            uint16_t *row = slots + 8 * r;
+            for (int c = 0; c < 4; c++) {
+                if (c < 3 ? !(mask & 1) : !(mask & 2)) continue;
+                int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
+                uint16_t ax = (uint16_t)(x < 0 ? -x : x);
+                if (ax > row[c]) row[c] = ax;
+                if (c < 3) { if (ax > m0) m0 = ax; } else if (ax > m1) m1 = ax;
             }
             if (mask & 4) {
-                uint16_t s = 0;
                 for (int c = 0; c < 3; c++) {
                     uint8_t ua = a8[16 * r + 8 + c], ub = b8[16 * r + 8 + c];
                     uint16_t ax = (uint16_t)(ua > ub ? ua - ub : ub - ua);
-                    s = s > ax ? s : ax;
+                    if (ax > row[4 + c]) row[4 + c] = ax;
+                    if (ax > m2) m2 = ax;
                 }
-                if (s > slots[2 * room + r]) slots[2 * room + r] = s;
-                if (s > m2) m2 = s;
             }
         }
         if (mask & 1) d[0] = m0;
@@ -223,21 +178,21 @@ cdef extern from *:
     }
     #endif
     /* one specialisation per table mask: only the asked tables' work is compiled in */
-    static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec, int room,
+    static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec,
                                           uint16_t *slots, int32_t *d, int mask) {
         switch (mask) {
-        case 1: cyext_record_slots_t(a, b, maxrec, room, slots, d, 1); break;
-        case 2: cyext_record_slots_t(a, b, maxrec, room, slots, d, 2); break;
-        case 3: cyext_record_slots_t(a, b, maxrec, room, slots, d, 3); break;
-        case 4: cyext_record_slots_t(a, b, maxrec, room, slots, d, 4); break;
-        case 5: cyext_record_slots_t(a, b, maxrec, room, slots, d, 5); break;
-        case 6: cyext_record_slots_t(a, b, maxrec, room, slots, d, 6); break;
-        case 7: cyext_record_slots_t(a, b, maxrec, room, slots, d, 7); break;
+        case 1: cyext_record_slots_t(a, b, maxrec, slots, d, 1); break;
+        case 2: cyext_record_slots_t(a, b, maxrec, slots, d, 2); break;
+        case 3: cyext_record_slots_t(a, b, maxrec, slots, d, 3); break;
+        case 4: cyext_record_slots_t(a, b, maxrec, slots, d, 4); break;
+        case 5: cyext_record_slots_t(a, b, maxrec, slots, d, 5); break;
+        case 6: cyext_record_slots_t(a, b, maxrec, slots, d, 6); break;
+        case 7: cyext_record_slots_t(a, b, maxrec, slots, d, 7); break;
         default: break;
         }
     }
     """
-    void _record_slots "cyext_record_slots"(const int16_t* a, const int16_t* b, int maxrec, int room,
+    void _record_slots "cyext_record_slots"(const int16_t* a, const int16_t* b, int maxrec,
                                             uint16_t* slots, int32_t* d, int mask) noexcept nogil
 
 
@@ -305,22 +260,30 @@ def merge_record_partials(partials):
     return out
 
 
+#: the lanes of a slot-maxima row that make each record table (RECORD_TABLES order)
+SLOT_LANES = ((0, 1, 2), (3,), (4, 5, 6))
+
+
 def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec):
-    """Empty per-slot maxima (n_parts, n_groups, 3, room) uint16, room = maxrec rounded up
-    to a multiple of 8: slot r of record table k (RECORD_TABLES order) of a group is the
-    largest slot-r deviation of its photons, in stored counts (0: no photon yet)."""
-    return np.zeros((n_parts, n_groups, 3, _slot_room(maxrec)), dtype=np.uint16)
+    """Empty per-slot maxima (n_parts, n_groups, maxrec, 8) uint16: lane c of slot r of a
+    group is the largest |A - B| of its photons there, in stored counts (lanes x, y, z, t,
+    pol x, y, z, wavelength; 0: no photon yet). SLOT_LANES say which lanes make a table."""
+    return np.zeros((n_parts, n_groups, maxrec, _SLOT_LANES), dtype=np.uint16)
 
 
-def merge_slot_partials(partials, int maxrec):
-    """(P, G, 3, room) slot maxima -> (G, 3, maxrec) uint16: the max over the parts (exact,
-    in any order); the padding slots are dropped."""
+def merge_slot_partials(partials, int mask=7):
+    """(P, G, maxrec, 8) lane maxima -> (G, 3, maxrec) uint16 per-slot maxima of the record
+    tables (RECORD_TABLES order): the max over the parts and over each table's lanes
+    (exact, in any order); a table not in ``mask`` (bit k = table k) stays 0."""
     partials = np.asarray(partials, dtype=np.uint16)
-    if partials.ndim != 4 or partials.shape[2] != 3 or partials.shape[3] < maxrec:
-        raise ValueError(f"slot partials must be (P, G, 3, >= {maxrec}), got {partials.shape}")
-    if partials.shape[0] == 0:
-        return np.zeros((partials.shape[1], 3, maxrec), dtype=np.uint16)
-    return np.ascontiguousarray(partials[..., :maxrec].max(axis=0))
+    if partials.ndim != 4 or partials.shape[3] != _SLOT_LANES:
+        raise ValueError(f"slot partials must be (P, G, maxrec, {_SLOT_LANES}), got {partials.shape}")
+    lanes = partials.max(axis=0) if partials.shape[0] else np.zeros(partials.shape[1:], np.uint16)
+    out = np.zeros((lanes.shape[0], 3, lanes.shape[1]), dtype=np.uint16)
+    for k, use in enumerate(SLOT_LANES):
+        if (mask >> k) & 1:
+            out[:, k] = lanes[:, :, list(use)].max(axis=2)
+    return out
 
 
 cdef _check_rx(const int16_t[:, :, :, :] rx, str name, Py_ssize_t n):

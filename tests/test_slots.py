@@ -113,10 +113,13 @@ def test_slot_maxima_merge_exactly_across_ranges_and_threads(cyext, tmp_path):
 
 def test_merge_slot_partials(cyext):
     parts = cyext.new_slot_partials(4, 2, 10)
-    assert parts.shape == (2, 4, 3, 16) and parts.dtype == np.uint16
-    parts[0, 1, 2, 3], parts[1, 1, 2, 3], parts[1, 0, 0, 9] = 7, 9, 65535
-    merged = cyext.merge_slot_partials(parts, 10)
+    assert parts.shape == (2, 4, 10, 8) and parts.dtype == np.uint16
+    assert cyext.SLOT_LANES == ((0, 1, 2), (3,), (4, 5, 6))  # x y z | t | pol x y z (lane 7: wavelength)
+    parts[0, 1, 3, 5], parts[1, 1, 3, 4], parts[1, 0, 9, 2], parts[0, 2, 0, 7] = 7, 9, 65535, 99
+    merged = cyext.merge_slot_partials(parts)
     assert merged.shape == (4, 3, 10) and merged[1, 2, 3] == 9 and merged[0, 0, 9] == 65535
+    assert merged.sum() == 9 + 65535  # the wavelength lane is no table's
+    assert not cyext.merge_slot_partials(parts, 0b011)[:, 2].any()  # rpol not asked
 
 
 def test_worst_slot_is_the_lowest_slot_reaching_the_max(tmp_path):
