@@ -105,6 +105,8 @@ cdef class DeviationAccumulator:
     tables over the aligned photons of photon ranges given to :meth:`add`.
 
     index       GroupIndex of the histories to aggregate (group g = row g)
+    n_threads   threads asked (effective_threads); ``n_threads`` then holds the threads
+                used: fewer when their partial tables would pass PARTIALS_BUDGET
     thresholds  (3, 3) int64: photon beyond cut j of record table k when d >= thresholds[k, j]
     cuts        (3,) float64: photon beyond ox cut j when d > cuts[j]
     records     True (all three record tables), False (none) or the names of the record
@@ -118,7 +120,7 @@ cdef class DeviationAccumulator:
                 several accumulators (distributed runs).
     """
     cdef readonly GroupIndex index
-    cdef readonly int n_threads, record_mask, maxrec
+    cdef readonly int n_threads, n_threads_asked, record_mask, maxrec
     cdef readonly bint records, finals, keep_blocks
     cdef readonly object record_partials, slot_partials, final_partials, sums
     cdef readonly list blocks
@@ -130,9 +132,15 @@ cdef class DeviationAccumulator:
                  bint finals=True, bint keep_blocks=False, maxrec=None):
         cdef Py_ssize_t G = len(index)
         self.index = index
-        self.n_threads = effective_threads(n_threads)
+        self.n_threads_asked = effective_threads(n_threads)
         self.record_mask = _record_mask(records)
         self.records, self.finals, self.keep_blocks = self.record_mask != 0, finals, keep_blocks
+        # Each thread fills its own partial table of G rows. With very many histories
+        # those tables (and their page faults and merge) cost more than a thread saves:
+        # only as many threads as have partials within PARTIALS_BUDGET bytes beyond the
+        # first (docs/kernels.md, "Memory"). The result is the same for any count.
+        cdef Py_ssize_t per_part = G * _row_bytes(self.records, finals, 16 if maxrec is None else int(maxrec))
+        self.n_threads = max(1, min(self.n_threads_asked, 1 + PARTIALS_BUDGET // max(1, per_part)))
         self.thresholds = np.ascontiguousarray(thresholds, dtype=np.int64)
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
@@ -231,7 +239,7 @@ cdef class DeviationAccumulator:
         else:
             with nogil:
                 for b in prange(_n_blocks(start, stop, WORK_BLOCK), schedule="dynamic",
-                                num_threads=self.n_threads):
+                                num_threads=self.n_threads_asked):
                     bs = start + b * WORK_BLOCK
                     missing += _count_unknown(&x, bs, min(bs + WORK_BLOCK, stop))
             if missing:
@@ -278,8 +286,10 @@ cdef class DeviationAccumulator:
                 _add_block_sums(self.sums, bg, bsum, bn, nblocks)
         self.next_start = stop
 
-    def result(self):
-        """Merged aggregates, row g = group g: ``records`` (G,) RECORD_DTYPE and ``slots``
+    def result(self, bint copy=True):
+        """Merged aggregates, row g = group g (with ``copy`` False and one thread's partials,
+        ``records`` and ``finals`` are views of the accumulator's own tables, no copy: for
+        callers that add nothing more). ``records`` (G,) RECORD_DTYPE and ``slots``
         (G, 3, maxrec) uint16, the per-slot maxima of each record table (with ``records``;
         maxrec 0 when no records were seen and none was given), ``finals`` (G,)
         FINAL_DTYPE and ``sums`` (G,) float64 (with
@@ -288,18 +298,39 @@ cdef class DeviationAccumulator:
         merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
         if self.records:
-            out["records"] = merge_record_partials(self.record_partials)
+            if not copy and self.record_partials.shape[0] == 1:
+                out["records"] = self.record_partials[0]
+            else:
+                out["records"] = merge_record_partials(self.record_partials)
             if self.slot_partials is None:
                 out["slots"] = np.zeros((len(self.index), 3, 0), dtype=np.uint16)
             else:
                 out["slots"] = merge_slot_partials(self.slot_partials, self.record_mask)
         if self.finals:
-            out["finals"] = merge_final_partials(self.final_partials)
+            if not copy and self.final_partials.shape[0] == 1:
+                out["finals"] = self.final_partials[0]
+            else:
+                out["finals"] = merge_final_partials(self.final_partials)
             if self.keep_blocks:
                 out["blocks"] = list(self.blocks)
             else:
                 out["sums"] = self.sums.copy()
         return out
+
+
+#: bytes of per-thread partial tables a DeviationAccumulator may add beyond its first
+#: thread's: with more histories it runs on fewer threads (at least one)
+PARTIALS_BUDGET = 64 << 20
+
+
+cdef Py_ssize_t _row_bytes(bint records, bint finals, int maxrec):
+    """Bytes one group takes in one thread's partial tables."""
+    cdef Py_ssize_t n = sizeof(int32_t)  # its block position (pos)
+    if records:
+        n += sizeof(_RecordRow) + maxrec * _SLOT_LANES * sizeof(uint16_t)
+    if finals:
+        n += sizeof(_FinalRow)
+    return n
 
 
 cdef int _record_mask(records) except -1:

@@ -10,6 +10,8 @@ RECORD_TABLES = ("rpost", "rtime", "rpol")
 #: larger than any |difference| of two stored values (int16: at most 65535), so the
 #: first photon of a group sets its min
 RECORD_MIN_START = 65536
+cdef enum:
+    _RECORD_MIN_START = 65536
 
 # One group's row of a record partial table, as C sees it; RECORD_DTYPE is the same
 # row for numpy (checked when the module is imported, see _check_layouts).
@@ -227,37 +229,68 @@ cdef _RecordRow* _record_rows(object partials, Py_ssize_t part) except NULL:
     return <_RecordRow*>&raw[part, 0]
 
 
+cdef void _clear_record_rows(_RecordRow* row, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef int k
+    memset(row, 0, n * sizeof(_RecordRow))
+    for j in range(n):
+        for k in range(3):
+            row[j].table[k].max = -1
+            row[j].table[k].min = _RECORD_MIN_START
+            row[j].table[k].argmax = -1
+
+
 def new_record_partials(Py_ssize_t n_groups, int n_parts):
     """Empty partial tables (n_parts, n_groups) of RECORD_DTYPE: counts 0, max -1,
     min RECORD_MIN_START, argmax -1."""
-    agg = np.zeros((n_parts, n_groups), dtype=RECORD_DTYPE)
-    for t in RECORD_TABLES:
-        agg[t]["max"] = -1
-        agg[t]["min"] = RECORD_MIN_START
-        agg[t]["argmax"] = -1
+    agg = np.empty((n_parts, n_groups), dtype=RECORD_DTYPE)
+    cdef Py_ssize_t n = n_parts * n_groups
+    cdef _RecordRow* row
+    if n:
+        row = _record_rows(agg.reshape(1, n), 0)
+        with nogil:
+            _clear_record_rows(row, n)
     return agg
 
 
-cdef _merge_argmax(parts_max, merged_max, parts_argmax):
-    """Photon of the merged max: the lowest index among the parts that reach it (-1 if none)."""
-    at_max = np.where(parts_max == merged_max[None], parts_argmax, np.iinfo(np.int64).max)
-    return at_max.min(axis=0)
+cdef inline void _merge_record_row(_RecordRow* o, const _RecordRow* x) noexcept nogil:
+    """Row ``x`` into row ``o``: counts and sums add, max/min combine, the max keeps the
+    lowest photon index among the rows that reach it."""
+    cdef int k, j
+    cdef _RecordTable* t
+    cdef const _RecordTable* u
+    o.nitem += x.nitem
+    for k in range(3):
+        t, u = &o.table[k], &x.table[k]
+        for j in range(3):
+            t.ndisc[j] += u.ndisc[j]
+        t.sum += u.sum
+        if u.min < t.min:
+            t.min = u.min
+        if u.max > t.max or (u.max == t.max and u.argmax < t.argmax):
+            t.max = u.max
+            t.argmax = u.argmax
 
 
 def merge_record_partials(partials):
     """(P, G) RECORD_DTYPE partials -> (G,) RECORD_DTYPE: counts and sums add, max/min
-    combine, argmax is the lowest photon index among the parts that reach the max."""
-    partials = np.asarray(partials, dtype=RECORD_DTYPE)
-    out = np.empty(partials.shape[1:], dtype=RECORD_DTYPE)
-    out["nitem"] = partials["nitem"].sum(axis=0)
-    for t in RECORD_TABLES:
-        p, o = partials[t], out[t]
-        o["ndisc"] = p["ndisc"].sum(axis=0)
-        o["sum"] = p["sum"].sum(axis=0)
-        o["max"] = p["max"].max(axis=0)
-        o["min"] = p["min"].min(axis=0)
-        o["argmax"] = _merge_argmax(p["max"], o["max"], p["argmax"])
-    return out
+    combine, argmax is the lowest photon index among the parts that reach the max.
+    One sequential pass in C, no temporaries beyond the output."""
+    partials = np.ascontiguousarray(partials, dtype=RECORD_DTYPE)
+    if partials.ndim != 2:
+        raise ValueError(f"record partials must be (P, G), got {partials.shape}")
+    cdef Py_ssize_t P = partials.shape[0], G = partials.shape[1], p, g
+    out = new_record_partials(G, 1)
+    cdef _RecordRow* o
+    cdef _RecordRow* x
+    if G and P:
+        o = _record_rows(out, 0)
+        x = _record_rows(partials, 0)
+        with nogil:
+            for p in range(P):  # part order; the result does not depend on it
+                for g in range(G):
+                    _merge_record_row(o + g, x + p * G + g)
+    return out[0]
 
 
 #: the lanes of a slot-maxima row that make each record table (RECORD_TABLES order)
@@ -275,14 +308,53 @@ def merge_slot_partials(partials, int mask=7):
     """(P, G, maxrec, 8) lane maxima -> (G, 3, maxrec) uint16 per-slot maxima of the record
     tables (RECORD_TABLES order): the max over the parts and over each table's lanes
     (exact, in any order); a table not in ``mask`` (bit k = table k) stays 0."""
-    partials = np.asarray(partials, dtype=np.uint16)
+    partials = np.ascontiguousarray(partials, dtype=np.uint16)
     if partials.ndim != 4 or partials.shape[3] != _SLOT_LANES:
         raise ValueError(f"slot partials must be (P, G, maxrec, {_SLOT_LANES}), got {partials.shape}")
-    lanes = partials.max(axis=0) if partials.shape[0] else np.zeros(partials.shape[1:], np.uint16)
-    out = np.zeros((lanes.shape[0], 3, lanes.shape[1]), dtype=np.uint16)
-    for k, use in enumerate(SLOT_LANES):
-        if (mask >> k) & 1:
-            out[:, k] = lanes[:, :, list(use)].max(axis=2)
+    cdef Py_ssize_t P = partials.shape[0], G = partials.shape[1], R = partials.shape[2]
+    out = np.zeros((G, 3, R), dtype=np.uint16)
+    if not (P and G and R):
+        return out
+    cdef const uint16_t[:, :, :, ::1] x = partials
+    cdef uint16_t[:, :, ::1] o = out
+    cdef Py_ssize_t p, g, r
+    cdef uint16_t m0, m1, m2
+    with nogil:
+        for g in range(G):
+            for r in range(R):
+                m0 = m1 = m2 = 0
+                for p in range(P):
+                    m0 = max(m0, x[p, g, r, 0], x[p, g, r, 1], x[p, g, r, 2])
+                    m1 = max(m1, x[p, g, r, 3])
+                    m2 = max(m2, x[p, g, r, 4], x[p, g, r, 5], x[p, g, r, 6])
+                o[g, 0, r] = m0 if mask & 1 else 0
+                o[g, 1, r] = m1 if mask & 2 else 0
+                o[g, 2, r] = m2 if mask & 4 else 0
+    return out
+
+
+def worst_slots(slots, records):
+    """(G, 3) int64: per group and record table, the lowest slot whose maximum in
+    ``slots`` (G, 3, maxrec) equals the table's max in ``records`` (G,) RECORD_DTYPE;
+    -1 when none (a group without photons)."""
+    cdef const uint16_t[:, :, ::1] sl = np.ascontiguousarray(slots, dtype=np.uint16)
+    rec = np.ascontiguousarray(records, dtype=RECORD_DTYPE)
+    cdef Py_ssize_t G = sl.shape[0], R = sl.shape[2], g, r
+    if sl.shape[1] != 3 or rec.shape[0] != G:
+        raise ValueError(f"slots must be (G, 3, maxrec) and records (G,), got {tuple(slots.shape)}, {rec.shape}")
+    out = np.full((G, 3), -1, dtype=np.int64)
+    cdef int64_t[:, ::1] o = out
+    cdef _RecordRow* row
+    cdef int k
+    if G:
+        row = _record_rows(rec.reshape(1, G), 0)
+        with nogil:
+            for g in range(G):
+                for k in range(3):
+                    for r in range(R):
+                        if sl[g, k, r] == row[g].table[k].max:
+                            o[g, k] = r
+                            break
     return out
 
 

@@ -176,3 +176,27 @@ def test_dask_engine_gives_the_same_slots(tmp_path):
     for t in RECORD_TABLES:
         assert got.tables[t].raw.equals(want.tables[t].raw), t
         assert got.tables[t].raw.slot_max.shape[1] == 11
+
+
+def test_fewer_threads_when_partials_would_pass_the_budget(cyext, tmp_path, monkeypatch):
+    pair = EventPair.open(*random_pair(tmp_path, 20_000, distinct=True, maxrec=4, seed=2, extreme=True))
+    groups = np.unique(np.asarray(pair.a.seqhis))
+    cuts = Cuts.for_domains(pair.domains)
+
+    def run():
+        acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 2,
+                                         maxrec=4)
+        acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, 0, pair.n)
+        return acc.n_threads, acc.n_threads_asked, acc.result()
+
+    wide = run()
+    monkeypatch.setattr(cyext, "PARTIALS_BUDGET", 0)
+    narrow = run()
+    assert narrow[:2] == (1, 2) and wide[1] == 2
+    for name in ("records", "slots", "finals", "sums"):
+        assert np.array_equal(wide[2][name], narrow[2][name]), name
+    worst = cyext.worst_slots(wide[2]["slots"], wide[2]["records"])
+    for k, t in enumerate(RECORD_TABLES):
+        rec = wide[2]["records"][t]
+        reaches = wide[2]["slots"][:, k].astype(np.int64) == rec["max"][:, None]
+        assert np.array_equal(worst[:, k], np.where(reaches.any(axis=1), reaches.argmax(axis=1), -1))

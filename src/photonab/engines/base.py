@@ -58,7 +58,7 @@ class DeviationAggregate:
     # history g's photons in stored counts (slot 0 = the source, 1 = the first step, ...;
     # 0 for a history without photons); worst_slot[g] the lowest slot reaching max[g]
     # (-1 when none: no photon). docs/event-format.md, section 5.
-    slot_max: np.ndarray | None = None  # int32 (G, maxrec)
+    slot_max: np.ndarray | None = None  # uint16 (G, maxrec)
     worst_slot: np.ndarray | None = None  # int64 (G,)
 
     def nonempty(self) -> "DeviationAggregate":
@@ -83,12 +83,6 @@ def _same(x, y) -> bool:
     return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
 
 
-def worst_slots(slot_max: np.ndarray, max_: np.ndarray) -> np.ndarray:
-    """Per history, the lowest slot whose maximum reaches the row's max (-1 when none)."""
-    reaches = slot_max == np.asarray(max_)[:, None]
-    return np.where(reaches.any(axis=1), reaches.argmax(axis=1), -1).astype(np.int64)
-
-
 def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCuts,
                       maxrec: int = 0) -> DeviationAggregate:
     """Rows of several aggregates (e.g. one per history row) as one aggregate; ``maxrec``
@@ -100,7 +94,7 @@ def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCu
                              np.uint64 if n == "codes" else np.float64 if n in floats else np.int64)
                  for n in names if n not in ("slot_max", "worst_slot")}
         if table != "ox":
-            empty.update(slot_max=np.zeros((0, maxrec), np.int32), worst_slot=np.zeros(0, np.int64))
+            empty.update(slot_max=np.zeros((0, maxrec), np.uint16), worst_slot=np.zeros(0, np.int64))
         return DeviationAggregate(table, **empty, cuts=cuts)
     return DeviationAggregate(table, **{n: None if getattr(parts[0], n) is None
                                         else np.concatenate([getattr(p, n) for p in parts]) for n in names},

@@ -12,7 +12,7 @@ from .._cyext import load as load_cyext
 from ..cuts import RECORD_TABLES, TABLES, Cuts
 from ..errors import InputError
 from ..events import EventPair
-from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks, worst_slots
+from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
 
 
 def import_cyext():
@@ -53,7 +53,7 @@ class CythonEngine:
             for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
                 acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
                 bar.update(stop - start)
-        return aggregates_from_result(acc.result(), groups, cuts, tables)
+        return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
 
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
@@ -63,14 +63,15 @@ def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables)
     (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
+    if any(t in tables for t in RECORD_TABLES):
+        rec, slots = result["records"], result["slots"]
+        nitem, nnan = rec["nitem"], np.zeros(len(codes), np.int64)  # shared by the record tables
+        worst = cyext_worst_slots(slots, rec)
     for k, table in enumerate(RECORD_TABLES):
         if table in tables:
-            rec = result["records"]
-            fields = _fields(rec[table], "ndisc", "max", "min", "sum", "argmax")
-            slot_max = result["slots"][:, k, :].astype(np.int32)
-            out[table] = DeviationAggregate(table, codes, nitem=_field(rec, "nitem"),
-                                            nnan=np.zeros(len(codes), np.int64), cuts=cuts[table], **fields,
-                                            slot_max=slot_max, worst_slot=worst_slots(slot_max, fields["max"]))
+            out[table] = DeviationAggregate(table, codes, nitem=nitem, nnan=nnan, cuts=cuts[table],
+                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"),
+                                            slot_max=slots[:, k, :], worst_slot=worst[:, k])
     if "ox" in tables:
         out["ox"] = DeviationAggregate("ox", codes, sum=result["sums"], cuts=cuts.ox,
                                        **_fields(result["finals"], "nitem", "nnan", "ndisc", "max", "min", "argmax"))
@@ -78,8 +79,14 @@ def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables)
 
 
 def _field(rows: np.ndarray, name: str) -> np.ndarray:
-    """One field of structured rows as a plain contiguous array."""
-    return np.ascontiguousarray(rows[name])
+    """One field of structured rows: a view, not a copy (with a million histories each
+    copy costs its page faults; the tables copy the rows they keep anyway)."""
+    return rows[name]
+
+
+def cyext_worst_slots(slots: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """(G, 3) lowest slot reaching each record table's max (-1: none), in C."""
+    return import_cyext().worst_slots(slots, records)
 
 
 def _fields(rows: np.ndarray, *names: str) -> dict[str, np.ndarray]:

@@ -176,7 +176,7 @@ def deviate(a_path: str, b_path: str, msli, start: int, stop: int, groups: np.nd
                                       records=records, finals=finals, keep_blocks=True, maxrec=pair.a.rx.shape[1])
         a, b = pair.a, pair.b
         acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
-        return {"ranges": [(start, stop)], **acc.result()}
+        return {"ranges": [(start, stop)], **acc.result(copy=False)}
 
     return _run_chunk("deviations", a_path, b_path, msli, start, stop, n_photons, before_task, work)
 

@@ -95,9 +95,9 @@ def aggregate_rows(table: str, codes: np.ndarray, group_of_photon: np.ndarray, i
         np.add.at(total, g, d.astype(np.int64))
     slot_max = worst_slot = None
     if slot_deviation is not None:  # the per-slot maxima and the lowest slot reaching the row max
-        slot_max = np.zeros((G, slot_deviation.shape[1]), np.int32)
-        np.maximum.at(slot_max, group_of_photon, slot_deviation.astype(np.int32))
-        reaches = slot_max == dmax[:, None]
+        slot_max = np.zeros((G, slot_deviation.shape[1]), np.uint16)
+        np.maximum.at(slot_max, group_of_photon, slot_deviation.astype(np.uint16))
+        reaches = slot_max.astype(np.int64) == dmax[:, None]
         worst_slot = np.where(reaches.any(axis=1), reaches.argmax(axis=1), -1).astype(np.int64)
     return DeviationAggregate(table, np.asarray(codes, np.uint64), nitem, ndisc, nnan, dmax, dmin, total,
                               argmax, cuts, slot_max, worst_slot)
