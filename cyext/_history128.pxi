@@ -125,6 +125,7 @@ cdef class History128Counter:
     cdef readonly int rounds
 
     def __init__(self):
+        """An empty counter."""
         self.size = 0
         self.nparts = 0
         self.rounds = 0

@@ -13,6 +13,8 @@ Modules, one role each:
 - ``pairs``: synthetic A/B pairs, generated once into a cache folder
 - ``peers``: numba, polars, pandas implementations of the rpost table (``--peers``)
 - ``streaming``, ``scaling``: also ``python -m profiles.run streaming|scaling``
+- ``sevt``: the SEvt history comparison (QCF) against the old way qcf.py
+  (``python -m profiles.run sevt``)
 - ``timing``: repeats of a comparison beside the read floor
 - ``memory``: heap (tracemalloc), anonymous and file-backed RSS, memory_profiler's RSS
 - ``callprofile``: cProfile reports sorted by internal time

@@ -9,6 +9,7 @@ Run from the repository root:
     python -m profiles.run --peers                        # ... and numba, polars, pandas beside the engines
     python -m profiles.run streaming --sizes 1M,10M       # beyond RAM: cold and warm page cache
     python -m profiles.run scaling --size 1M --workers 1,2  # local dask scaling
+    python -m profiles.run sevt --sizes 1M,5M             # SEvt history comparison (QCF) vs the old way qcf.py
 
 For every size a synthetic A/B pair is generated once into the cache folder; for
 every engine and size, each measurement runs in a fresh process (``profiles.case``):
@@ -313,6 +314,7 @@ def report(results: dict, args, out: Path, baseline: dict | None) -> int:
 SUBCOMMANDS = {
     "streaming": ("profiles.streaming", "beyond RAM: the cython engine over growing pairs, cold and warm page cache"),
     "scaling": ("profiles.scaling", "local dask scaling: 1 vs 2 (or more) worker processes"),
+    "sevt": ("profiles.sevt", "SEvt history comparison (QCF): cython, numpy and the old way qcf.py, 1M and 5M"),
 }
 
 

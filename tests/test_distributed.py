@@ -93,12 +93,20 @@ def assert_same_as_cython(pair, result):
     assert result["ox"].raw.sum.tobytes() == reference["ox"].raw.sum.tobytes()
 
 
-@pytest.mark.parametrize("msli", ["", "1000::2", "5:5"])
+def test_an_empty_slice_gives_empty_tables_but_no_comparison(pair_dirs, engine):
+    pair = EventPair.open(*pair_dirs, msli="5:5")
+    eng, ref = engine(), CythonEngine(n_threads=1)
+    counts = eng.histories(pair)
+    assert counts.equals(ref.histories(pair)) and len(counts.codes) == 0
+    with pytest.raises(InputError, match="nothing to compare: --msli 5:5 leaves 0 of the"):
+        compare(pair, eng)
+
+
+@pytest.mark.parametrize("msli", ["", "1000::2"])
 def test_same_tables_as_cython(pair_dirs, engine, msli):
     pair = EventPair.open(*pair_dirs, msli=msli)
     eng = engine()
-    if pair.n:
-        assert len(eng.chunks(pair.n)) >= 3
+    assert len(eng.chunks(pair.n)) >= 3
     bar = Bar()
     result = compare(pair, eng, progress=bar)
     assert result.engine == "dask"
@@ -212,3 +220,80 @@ def test_merged_ranges_must_tile_the_event():
     for bad in ([(0, 4)], [(0, 4), (0, 4), (4, 9)], [(0, 4), (5, 9)]):
         with pytest.raises(RuntimeError, match="refusing a wrong table"):
             check_ranges(bad, 9, "t")
+
+
+class Freeze:
+    """Hang the chunk tasks for ``seconds`` (a frozen worker)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __call__(self, kind, start, stop):
+        import time
+        time.sleep(self.seconds)
+
+
+def test_frozen_workers_end_the_run_with_exit_70(tmp_path, cluster, monkeypatch, capsys):
+    import functools
+    import time
+
+    from photonab.cli import EXIT_CLUSTER_ERROR, main
+    from photonab.engines import distributed as module
+    a, b = random_pair(tmp_path, 500)
+    monkeypatch.setattr(module, "DaskEngine", functools.partial(DaskEngine, before_task=Freeze(4)))
+    t0 = time.monotonic()
+    rc = main(["compare", str(a), str(b), "--engine", "dask", "--scheduler", cluster.scheduler_address,
+               "--timeout", "1", "--no-progress"])
+    assert rc == EXIT_CLUSTER_ERROR and time.monotonic() - t0 < 15
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no dask task finished in 1 s" in err and "no table was computed" in err
+    time.sleep(3)  # let the frozen task end before the next test uses the cluster
+
+
+def test_a_lost_scheduler_is_a_cluster_error_within_seconds(tmp_path):
+    import contextlib
+    import functools
+    import signal
+    import subprocess
+    import time
+
+    from photonab.errors import ClusterError
+    script = tmp_path / "scheduler.py"
+    script.write_text("import time, distributed\n"
+                      "if __name__ == '__main__':\n"
+                      "    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,\n"
+                      "            host='127.0.0.1', dashboard_address=None,\n"
+                      "            scheduler_kwargs={'dashboard_address': '127.0.0.1:0'}) as c:\n"
+                      "        print(c.scheduler_address, flush=True)\n"
+                      "        time.sleep(120)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                            env=env, cwd=tmp_path)
+    kill = functools.partial(os.killpg, proc.pid, signal.SIGKILL)
+    try:
+        address = proc.stdout.readline().strip()
+        pair = EventPair.open(*random_pair(tmp_path, 500))
+        eng = DaskEngine(scheduler=address, before_task=Freeze(30), timeout=5)
+        import threading
+        killed = []
+        threading.Timer(1.5, lambda: (kill(), killed.append(time.monotonic()))).start()
+        with pytest.raises(ClusterError, match="no table was computed"):
+            compare(pair, eng)
+        assert killed and time.monotonic() - killed[0] < 15
+        t0 = time.monotonic()
+        eng.close()
+        assert time.monotonic() - t0 < 5
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            kill()
+        proc.wait()
+
+
+def test_a_dask_engine_made_by_name_is_closed_when_the_comparison_ends(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5))
+    result = compare(pair, "dask")
+    assert result.engine == "dask" and result.runner.client.status == "closed"
+    assert result.runner.cluster.status.name == "closed"
+    # chasing needs no cluster: the same photons as the cython engine
+    mine, cython = result.chase("rpost", limit=5), compare(pair).chase("rpost", limit=5)
+    assert np.array_equal(mine.index, cython.index) and np.array_equal(mine.deviation, cython.deviation)

@@ -74,7 +74,7 @@ def test_labels_names_and_skip(tmp_path):
     assert contains_materials(codes, "2", None).tolist() == [False, True, True, False]
     counts = HistoryCounts(codes, np.array([50, 40, 30, 20]), np.array([50, 40, 30, 20]))
     table = MaterialTable(counts, names)
-    assert [r["label"] for r in table.rows(skip="Rock")] == ["Air", "Air Glass"]
+    assert table.labels(table.shown(skip="Rock")) == ["Air", "Air Glass"]
     assert table.level == "INFO"
 
 
@@ -122,4 +122,4 @@ def test_material_table_of_a_pair(tmp_path, cyext):
     ref = material_table(pair, engine="numpy", names=None)
     assert np.array_equal(t.codes, ref.codes) and np.array_equal(t.a, ref.a) and ref.labels()[0][0].isdigit()
     assert "Glass" in " ".join(t.labels())
-    assert t.summary()["materials"] == ["Air", "Glass", "Rock"]
+    assert list(t.names.names) == ["Air", "Glass", "Rock"]

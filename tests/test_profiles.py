@@ -254,3 +254,88 @@ def test_peer_gives_photonabs_rpost_maxima(tmp_path, peer):
     run = peers.checked_run(peer, pair, 2)  # raises when the maxima differ
     table = run()
     assert table.equals(peers.photonab_rpost(pair)) and table.max.max() >= 2  # the pos faults
+
+
+# ---------------------------------------------------------------- the SEvt history case (issue 10)
+
+
+@pytest.fixture(scope="module")
+def sevt_smoke(tmp_path_factory):
+    """One tiny run of the sevt case: photonab at 3k (and the old sizes), qcf.py at 1k and 2k."""
+    tmp = tmp_path_factory.mktemp("sevt")
+    out = tmp / "out"
+    proc = harness("sevt", "--sizes", "3k", "--old-sizes", "1k,2k", "--repeats", "2", "--min-seconds", "0",
+                   "--out", out, "--cache", tmp / "cache", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+def test_sevt_smoke_run_measures_every_method(sevt_smoke):
+    out, results, stdout = sevt_smoke
+    assert not results["failed"]
+    cases = {(c["method"], c["size"]): c for c in results["cases"]}
+    assert set(cases) == {(m, s) for m in ("cython", "numpy") for s in ("1k", "2k", "3k")} | \
+        {("qcf.py", "1k"), ("qcf.py", "2k")}
+    for (method, size), case in cases.items():
+        t = case["timing"]
+        assert t["repeats"] == 2 and t["engine"]["min"] > 0 and t["floor"]["min"] > 0
+        assert t["floor_bytes"] == 2 * int(float(size[:-1]) * 1000) * 32  # seq.npy of A and B
+        assert t["table"]["histories"] > 0
+        for key in ("heap_peak_mb", "anon_peak_mb", "file_touched_mb"):
+            assert isinstance(case["memory"][key], float), (method, size, key)
+        assert (out / case["cprofile"]["prof"]).stat().st_size > 0
+        assert "Ordered by: internal time" in (out / case["cprofile"]["text"]).read_text()
+    # the three give the same table where they all ran; photonab's two everywhere
+    for size in ("1k", "2k", "3k"):
+        digests = results["tables_agree"][size]
+        assert len(set(digests.values())) == 1, digests
+    assert set(results["tables_agree"]["1k"]) == {"cython", "numpy", "qcf.py"}
+    [ext] = results["extrapolated"]
+    assert ext["extrapolated"] is True and ext["size"] == "3k" and ext["median_s"] > 0
+    assert ext["fits"]["median_s"]["sizes"] == [1000, 2000]
+    assert "EXTRAPOLATED" in stdout and "extrapolated: t ~ N^" in stdout
+    targets = {t["target"]: t for t in results["targets"]}
+    assert any("<= 0.1 s" in k for k in targets) and any("CLI" in k for k in targets)
+    cli = results["cli"]["3k"]
+    assert cli["status"] in ("measured", "pending")
+    assert (out / "sevt.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "summary.txt").read_text().strip() in stdout
+
+
+def test_sevt_is_a_subcommand_of_run():
+    proc = harness("sevt", "--help")
+    assert proc.returncode == 0 and "--old-sizes" in proc.stdout and "extrapolated" in proc.stdout.lower()
+
+
+def test_power_fit_and_extrapolation_are_labelled():
+    from profiles.sevt import extrapolate, fit_power
+    fit = fit_power({1000: 2.0, 2000: 8.0, 4000: 32.0})
+    assert fit["k"] == pytest.approx(2.0) and fit["c"] * 8000 ** fit["k"] == pytest.approx(128.0)
+    assert fit_power({1000: 1.0}) is None
+    results = {"cases": [{"method": "qcf.py", "photons": n, "timing": {"engine": {"median": s, "min": s}},
+                          "memory": {"anon_peak_mb": n / 1000}} for n, s in ((1000, 1.0), (2000, 2.0))]}
+    [row] = extrapolate(results, [2000, 10_000])  # 2000 was measured: not extrapolated
+    results["cases"].insert(0, {"method": "qcf.py", "photons": 500, "timing": {"engine": {"median": 9.0, "min": 9.0}},
+                                "memory": {"anon_peak_mb": 9.0}})
+    assert extrapolate(results, [10_000])[0]["median_s"] == pytest.approx(10.0)  # the two largest sizes only
+    assert row["extrapolated"] and row["size"] == "10k" and row["median_s"] == pytest.approx(10.0)
+    assert row["anon_peak_mb"] == pytest.approx(10.0) and row["note"].startswith("extrapolated")
+
+
+def test_table_digest_ignores_the_order_of_tied_rows():
+    from profiles.sevt import table_digest
+    one = table_digest(["TO SA", "TO AB", "TO SD"], [5, 3, 3], [4, 3, 2], [0, 1, 2], [0, 1, 3], 0, [], [])
+    two = table_digest(["TO SA", "TO SD", "TO AB"], [5, 3, 3], [4, 2, 3], [0, 2, 1], [0, 3, 1], 0, [], [])
+    other = table_digest(["TO SA", "TO SD", "TO AB"], [5, 3, 3], [4, 2, 3], [0, 2, 1], [0, 4, 1], 0, [], [])
+    assert one[0] == two[0] != other[0]
+
+
+def test_sevt_pair_without_records_has_the_same_histories(tmp_path):
+    import numpy as np
+    from photonab.synth.sevt import synthesize_sevt
+    [(a, b)] = synthesize_sevt(tmp_path / "full", 3000, seed=2, aligned=False, progress=False)
+    [(a0, b0)] = synthesize_sevt(tmp_path / "lean", 3000, seed=2, aligned=False, records=False, progress=False)
+    assert not (a0 / "record.npy").exists() and "record.npy" not in (a0 / "NPFold_index.txt").read_text()
+    for x, y in ((a, a0), (b, b0)):
+        for name in ("seq", "photon", "hit"):
+            assert np.array_equal(np.load(x / f"{name}.npy"), np.load(y / f"{name}.npy")), name

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.special import chdtrc
 
-from photonab.stats import chi2_sf
+from photonab.stats import chi2_cdf, chi2_sf
 
 
 @given(ndf=st.integers(1, 5000), c2=st.floats(1e-6, 1e6))
@@ -32,3 +32,15 @@ def test_tiny_tail_keeps_relative_precision():
     # c2/ndf 12641 at ndf 300: scipy gives a representable tiny value or 0
     for c2, ndf in [(2000.0, 300), (700.0, 100), (150.0, 10)]:
         assert chi2_sf(c2, ndf) == pytest.approx(float(chdtrc(ndf, c2)), rel=1e-9, abs=1e-300)
+
+
+@given(ndf=st.integers(1, 5000), c2=st.floats(1e-6, 1e6))
+@settings(max_examples=200, deadline=None)
+def test_cdf_matches_scipy(ndf, c2):
+    from scipy.special import chdtr
+    assert chi2_cdf(c2, ndf) == pytest.approx(float(chdtr(ndf, c2)), rel=1e-9, abs=1e-13)
+
+
+def test_cdf_edges():
+    assert chi2_cdf(0.0, 3) == 0.0 and chi2_cdf(math.inf, 3) == 1.0
+    assert math.isnan(chi2_cdf(1.0, 0))

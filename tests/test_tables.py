@@ -9,6 +9,7 @@ from conftest import random_pair
 from photonab import EventPair, compare, seqhis
 from photonab.cuts import Cuts, TableCuts
 from photonab.engines.base import DeviationAggregate, HistoryCounts
+from photonab.render.json import history_dict
 from photonab.tables import DeviationTable, HistoryTable
 
 
@@ -24,15 +25,16 @@ def test_history_table_order_and_chi2():
     assert t.ndf == 2
     assert t.c2p == pytest.approx(t.c2sum / 2)
     assert t.pvalue == pytest.approx(chi2.sf(t.c2sum, 2))
-    row = t.rows(1)[0]
-    assert row["a/b"] == pytest.approx(500 / 520) and row["a/b_err"] == pytest.approx(np.sqrt(500) / 520)
-    assert np.isnan(t.rows()[4]["a/b"])  # b == 0
+    assert t.ab[0] == pytest.approx(500 / 520) and t.ab_err[0] == pytest.approx(np.sqrt(500) / 520)
+    assert np.isnan(t.ab[4])  # b == 0
+    row = history_dict(t)["rows"][4]
+    assert row["a/b"] is None and row["a"] == 5 and row["code"] == "d"
 
 
 def test_history_rows_skip_tokens():
     codes = np.array([seqhis.code("TO BT BT SA"), seqhis.code("TO SC BT SA"), seqhis.code("TO BT AB")], np.uint64)
     t = HistoryTable(HistoryCounts.from_unsorted(codes, np.array([3, 2, 1]), np.array([3, 2, 1])))
-    assert [r["label"] for r in t.rows(skip="SC AB RE")] == ["TO BT BT SA"]
+    assert t.labels(t.shown(skip="SC AB RE")) == ["TO BT BT SA"]
 
 
 def _aggregate(nitem, ndisc, nnan=None, table="rpost"):
@@ -135,4 +137,61 @@ def test_tables_asked_twice_or_none(tmp_path):
 def test_json_names_the_file_row_of_the_worst_photon(tmp_path):
     pair = EventPair.open(*random_pair(tmp_path, 3000, spread=50, p_flip=0.5), msli="100::3")
     rows = compare(pair).to_dict()["deviations"]["rpost"]["rows"]
+    assert rows
     assert all(r["worst_file_row"] == 100 + 3 * r["worst_photon"] for r in rows)
+
+
+@pytest.mark.parametrize("table", ["rpost", "rtime", "rpol", "ox"])
+@pytest.mark.parametrize("level", ["WARNING", "FATAL", None])
+def test_every_engine_chases_the_same_photons(tmp_path, table, level):
+    from photonab.chase import chase
+    from photonab.engines import get_engine
+    from photonab.engines.reference import chase_photons
+    pair = EventPair.open(*random_pair(tmp_path, 3000, spread=20, p_flip=0.3, nan=3, seed=4, maxrec=4),
+                          msli="7::2")
+    cuts = Cuts.for_domains(pair.domains)
+    code = int(pair.a.seqhis[0])
+    for history in (None, code):
+        found = [chase(pair, cuts, table, history, limit=7, level=level, engine=e)
+                 for e in ("cython", "numpy", "select")]
+        for other in found[1:]:
+            assert np.array_equal(found[0].index, other.index)
+            assert found[0].deviation.tobytes() == other.deviation.tobytes()
+            assert found[0].found == other.found
+    # the numpy chase in small chunks ranks as one pass does
+    eng = get_engine("cython", n_threads=2)
+    whole = eng.chase(pair, table, None, 1.0, 25)
+    chunked = chase_photons(pair, table, None, 1.0, 25, chunk=97)
+    assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1]) and whole[2] == chunked[2]
+
+
+def test_comparison_chases_through_its_engine(tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 2000, spread=50, p_flip=0.5))
+    r = compare(pair, "numpy")
+    assert r.runner.name == "numpy"
+    calls = []
+    real = r.runner.chase
+    r.runner.chase = lambda *a, **k: calls.append(a) or real(*a, **k)
+    found = r.chase("rtime", limit=4)
+    assert calls and len(found) == 4
+
+
+def test_model_modules_do_not_import_the_renderers():
+    import subprocess
+    import sys
+    code = ("import sys, photonab.tables, photonab.comparison, photonab.runs, photonab.chase;"
+            "print(sorted(m for m in sys.modules if m.startswith('photonab.render') or m in "
+            "('photonab.report', 'photonab.plots', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_history_table_view_hides_and_counts(tmp_path):
+    codes = [seqhis.code("TO BT SA"), seqhis.code("TO SC SA"), seqhis.code("TO AB")]
+    t = HistoryTable(HistoryCounts.from_unsorted(np.array(codes, np.uint64), np.array([50, 40, 20]),
+                                                 np.array([50, 40, 0])))
+    assert t.level == "ERROR" and t.labels(t.worst_rows()) == ["TO AB"]
+    h = t.hidden(1, "SC")
+    assert h == {"rows": 2, "skip": 1, "limit": 1, "failing": 1, "failing_skip": 0, "failing_limit": 1}
+    text = t.render(1, "SC")
+    assert "1 of them at ERROR/FATAL (1 by --hist-rows)" in text

@@ -1,23 +1,24 @@
 """Compare event A with event B: the history table and the four deviation tables.
 
-``compare(pair)`` runs an engine and returns a :class:`Comparison`, which prints as
-text, converts to JSON, and chases the photons behind a bad row.
+``compare(pair)`` runs an engine and returns a :class:`Comparison`: the tables, their
+levels and the return code (docs/verdict.md). It prints as text, converts to JSON
+(:mod:`photonab.render`) and chases the photons behind a bad row (:mod:`photonab.chase`).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import report, seqhis
-from .cuts import LEVELS, OX_CUTS, RECORD_TABLES, TABLES, Cuts
+from . import chase as _chase
+from .cuts import OX_CUTS, TABLES, Cuts
 from .engines import get_engine
-from .engines.base import HistoryCounts, no_progress
-from .engines.compiled import import_cyext
+from .engines.base import Engine, HistoryCounts, no_progress
 from .errors import InputError
-from .events import EventPair, changed_input_warning
-from .tables import DeviationTable, HistoryTable
+from .events import EventPair
+from .tables import C2MAX, DeviationTable, HistoryTable, check_c2max
 
 
 def tqdm_progress(total, desc):
@@ -25,6 +26,14 @@ def tqdm_progress(total, desc):
     from tqdm import tqdm
     return tqdm(total=total, desc=f"{desc:>12}", unit="photon" if desc in ("histories", "deviations") else "row",
                 unit_scale=True, disable=None, leave=False, dynamic_ncols=True)
+
+
+def format_slice(s: slice) -> str:
+    """``slice(0, 100000)`` -> ``'0:100000'``; the full slice -> ``''``."""
+    if s.start is None and s.stop is None and s.step in (None, 1):
+        return ""
+    parts = ["" if v is None else str(v) for v in (s.start, s.stop)]
+    return ":".join(parts + ([str(s.step)] if s.step not in (None, 1) else []))
 
 
 @dataclass
@@ -38,11 +47,22 @@ class Comparison:
     history: HistoryTable
     tables: dict[str, DeviationTable]
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the engine object that made the tables (chases go through it)
+    runner: Engine | None = field(default=None, repr=False, compare=False)
 
     @property
     def rc(self) -> int:
-        """Return code: one bit per failing deviation table (rpost 1, rtime 2, rpol 4, ox 8)."""
-        return sum(t.rc for t in self.tables.values())
+        """Return code: one bit per failing table (rpost 1, rtime 2, rpol 4, ox 8, history 16)."""
+        return self.history.rc + sum(t.rc for t in self.tables.values())
+
+    @property
+    def aligned(self) -> int:
+        """Photons with the same history in A and B."""
+        return next(iter(self.tables.values())).nitem_total
+
+    @property
+    def msli(self) -> str:
+        return format_slice(self.pair.a.msli)
 
     def __getitem__(self, table: str) -> DeviationTable:
         return self.tables[table]
@@ -54,10 +74,9 @@ class Comparison:
                 and self.tables.keys() == other.tables.keys()
                 and all(self.tables[t].raw.equals(other.tables[t].raw) for t in self.tables))
 
-    def render(self, rows: int = 10, history_rows: int = 20, skip=()) -> str:
-        text = report.render_comparison(self, rows=rows, history_rows=history_rows, skip=skip)
-        warning = changed_input_warning(self.pair.changed)  # docs/reliability.md
-        return text if warning is None else f"{warning}\n\n{text}\n\n{warning}"
+    def render(self, rows: int | None = 10, history_rows: int | None = 20, skip=()) -> str:
+        from .render.text import render_comparison
+        return render_comparison(self, rows=rows, history_rows=history_rows, skip=skip)
 
     def __str__(self):
         return self.render()
@@ -65,96 +84,119 @@ class Comparison:
     def __repr__(self):
         levels = " ".join(f"{t}:{tab.level}" for t, tab in self.tables.items())
         return (f"<Comparison {self.engine} n={self.pair.n} histories={len(self.history)} "
-                f"c2p={self.history.c2p:.3f} {levels} rc={self.rc}>")
+                f"c2p={self.history.c2p:.3f} history:{self.history.level} {levels} rc={self.rc}>")
 
     def _repr_pretty_(self, p, cycle):  # IPython shows the tables, not the repr
         p.text(repr(self) if cycle else self.render())
 
-    def to_dict(self, rows=None, history_rows=None, skip=()) -> dict:
-        deviations = {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()}
-        file_rows = self.pair.a.file_rows
-        for table in deviations.values():  # worst_photon counts sliced photons; say the file row too
-            for row in table["rows"]:
-                row["worst_file_row"] = file_rows[row["worst_photon"]] if row["worst_photon"] >= 0 else -1
-        return {"a": str(self.pair.a.path), "b": str(self.pair.b.path), "photons": self.pair.n,
-                "msli": report.format_slice(self.pair.a.msli), "engine": self.engine, "rc": self.rc,
-                "seconds": self.seconds, "history": self.history.to_dict(history_rows, skip),
-                "deviations": deviations, "input_changed": list(self.pair.changed)}
+    def to_dict(self) -> dict:
+        """Every number of every table (docs/json.md), NaN and inf as None."""
+        from .render.json import comparison_dict
+        return comparison_dict(self)
 
-    def to_json(self, path=None, **kw) -> str:
-        return report.write_json(self.to_dict(**kw), path)
+    def to_json(self, path=None) -> str:
+        """Strict JSON text of :meth:`to_dict`, also written to ``path`` when given."""
+        from .render.json import write_json
+        return write_json(self.to_dict(), path)
 
     def chase(self, table: str, history=None, *, row: int | None = None, limit: int = 10,
-              level: str | None = "WARNING", n_threads=None) -> "report.Chase":
+              level: str | None = "WARNING", engine=None) -> "_chase.Chase":
         """The most deviant aligned photons of one history in ``table``: give the history
         as a label (``'TO BT BR BT SA'``) or code, or as ``row`` of the table; neither =
         every history. Only photons at or beyond cut ``level`` (None = any deviation),
-        with their decoded A and B records."""
+        with their decoded A and B records. Found by the comparison's engine unless
+        ``engine`` (a name or an engine) is given."""
+        if table not in self.tables:
+            raise InputError(f"table {table!r} was not computed; this comparison has {', '.join(self.tables)}")
         if row is not None:
             rows = self.tables[table]
-            if not 0 <= row < len(rows):
-                raise InputError(f"{table} has rows 0..{len(rows) - 1}, not {row}")
+            if not isinstance(row, (int, np.integer)) or not 0 <= row < len(rows):
+                raise InputError(f"{table} has rows 0..{len(rows) - 1}, not {row!r}")
             history = int(rows.codes[row])
-        return chase(self.pair, self.cuts, table, history, limit=limit, level=level, n_threads=n_threads)
+        eng = engine if engine is not None else (self.runner or self.engine)
+        return _chase.chase(self.pair, self.cuts, table, history, limit=limit, level=level, engine=eng)
 
 
-def compare(pair: EventPair, engine: str = "cython", *, tables=TABLES, ox_cuts=OX_CUTS, n_threads=None,
-            progress=False, allow_changing_input=False) -> Comparison:
-    """Compare A with B with the named engine (``cython``, ``numpy``, ``select``).
-
-    ``progress`` True draws tqdm bars on stderr; a callable ``progress(total, desc)``
-    returning a bar (with ``update`` and context-manager use) is used as is. An input
-    that changes during the comparison raises InputChangedError, or with
-    ``allow_changing_input`` gives tables with a warning (docs/reliability.md).
-    """
-    tables = tuple(dict.fromkeys(tables))  # each table once, in the order asked
+def check_tables(tables) -> tuple[str, ...]:
+    """Each table asked for once, in the order asked; an InputError for anything else."""
+    if isinstance(tables, str):
+        raise InputError(f"tables must be a sequence of table names such as ({tables!r},), not the string "
+                         f"{tables!r}; tables are {', '.join(TABLES)}")
+    try:
+        tables = tuple(dict.fromkeys(tables))
+    except TypeError:
+        raise InputError(f"tables must be a sequence of table names ({', '.join(TABLES)}), not {tables!r}") from None
     if not tables:
         raise InputError(f"no table asked for; tables are {', '.join(TABLES)}")
     for t in tables:
         if t not in TABLES:
             raise InputError(f"unknown table {t!r}; tables are {', '.join(TABLES)}")
+    return tables
+
+
+def check_photons(pair: EventPair) -> None:
+    """Nothing compared is not a pass: a pair with no photon (after --msli) is an input error."""
+    if pair.n:
+        return
+    msli = format_slice(pair.a.msli)
+    if msli:
+        raise InputError(f"{pair.a.path}: nothing to compare: --msli {msli} leaves 0 of the {pair.a.n_total} photons")
+    raise InputError(f"{pair.a.path / 'ph.npy'}: nothing to compare: the events have no photons")
+
+
+@contextlib.contextmanager
+def engine_for(engine, n_threads=None):
+    """The engine object for ``engine``: one made here by name is closed at the end (a
+    dask engine stops its cluster); an engine object passed in is left open."""
+    if isinstance(engine, str):
+        made = get_engine(engine, n_threads=n_threads)
+        try:
+            yield made
+        finally:
+            close = getattr(made, "close", None)
+            if close is not None:
+                close()
+        return
+    if not isinstance(engine, Engine):
+        from .engines import ALL_ENGINES
+        raise InputError(f"engine must be a name ({', '.join(ALL_ENGINES)}) or an engine object with "
+                         f"histories, deviations and chase, not {engine!r}")
+    yield engine
+
+
+def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None,
+            progress=False, allow_changing_input=False) -> Comparison:
+    """Compare A with B with the named engine (``cython``, ``numpy``, ``select``, ``dask``)
+    or an engine object (made by name, it is closed when the comparison ends).
+
+    ``c2max`` are the history table's c2/ndf levels (WARNING, ERROR, FATAL).
+    ``progress`` True draws tqdm bars on stderr; a callable ``progress(total, desc)``
+    returning a bar (with ``update`` and context-manager use) is used as is. An input
+    that changes during the comparison raises InputChangedError, or with
+    ``allow_changing_input`` gives tables with a warning (docs/reliability.md).
+    """
+    if not isinstance(pair, EventPair):
+        raise InputError(f"compare wants an EventPair (photonab.EventPair.open(a_dir, b_dir)), not {pair!r}")
+    tables = check_tables(tables)
+    c2max = check_c2max(c2max)
+    check_photons(pair)
     bar = tqdm_progress if progress is True else (progress or no_progress)
-    eng = get_engine(engine, n_threads=n_threads) if isinstance(engine, str) else engine
     cuts = Cuts.for_domains(pair.domains, ox=ox_cuts)
-    seconds = {}
-    with pair.reading(allow_changing_input):
+    with engine_for(engine, n_threads) as eng, pair.reading(allow_changing_input):
+        seconds = {}
         t0 = time.perf_counter()
         counts = eng.histories(pair, progress=bar)
         seconds["histories"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar)
         seconds["deviations"] = time.perf_counter() - t0
-    return Comparison(pair, eng.name, cuts, counts, HistoryTable(counts),
-                      {t: DeviationTable(aggregates[t]) for t in tables}, seconds)
-
-
-TABLE_NUMBER = {t: k for k, t in enumerate(import_cyext().CHASE_TABLES)}  # the chase kernel's table numbers
+    deviations = {t: DeviationTable(aggregates[t]) for t in tables}
+    aligned = next(iter(deviations.values())).nitem_total
+    return Comparison(pair, eng.name, cuts, counts, HistoryTable(counts, c2max, aligned), deviations, seconds,
+                      runner=eng)
 
 
 def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int = 10,
-          level: str | None = "WARNING", n_threads=None) -> "report.Chase":
-    """See :meth:`Comparison.chase`."""
-    cy = import_cyext()
-    if table not in TABLES:
-        raise InputError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
-    code = seqhis.code(history) if isinstance(history, str) else (None if history is None else int(history))
-    if limit < 0:
-        raise InputError(f"chase limit must be >= 0, got {limit}")
-    if level is None:
-        min_dev = 0.0
-    else:
-        if level not in LEVELS[1:]:
-            raise InputError(f"level must be one of {', '.join(LEVELS[1:])} or None, got {level!r}")
-        k = LEVELS.index(level) - 1
-        if table in RECORD_TABLES:
-            min_dev = float(cuts[table].thresholds()[k])
-        else:  # ox: beyond cut when d > cut
-            min_dev = float(np.nextafter(cuts.ox.values[k], np.inf))
-    index = np.zeros(limit, np.int64)
-    dev = np.zeros(limit, np.float64)
-    values = "ox" if table == "ox" else "rx"
-    k, found = cy.chase(index, dev, TABLE_NUMBER[table], np.uint64(code or 0), code is None, min_dev,
-                        getattr(pair.a, values), getattr(pair.b, values), pair.a.seqhis, pair.b.seqhis,
-                        0, pair.n, n_threads)
-    pair.check_readable()  # a map shrank under the kernel: its photons are not the data
-    return report.Chase(pair, table, code, level, index[:k], dev[:k] * cuts[table].bin, found)
+          level: str | None = "WARNING", engine="cython", n_threads=None) -> "_chase.Chase":
+    """See :func:`photonab.chase.chase`."""
+    return _chase.chase(pair, cuts, table, history, limit=limit, level=level, engine=engine, n_threads=n_threads)

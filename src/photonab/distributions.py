@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.special import chdtrc
+from .stats import chi2_sf
 
 from .atomic import atomic_path
 from .errors import InputError
@@ -75,7 +75,7 @@ class Histogram:
         self.c2sum = float(self.c2.sum())
         self.ndf = max(self.c2n - 1, 1)
         self.c2p = self.c2sum / self.ndf
-        self.pvalue = float(chdtrc(self.ndf, self.c2sum)) if self.c2n > 0 else 1.0
+        self.pvalue = chi2_sf(self.c2sum, self.ndf) if self.c2n > 0 else 1.0
 
     @property
     def n_a(self) -> int:

@@ -14,3 +14,8 @@ EXIT_INPUT_CHANGED = 74
 class InputChangedError(InputError):
     """An input file changed (shrank, was replaced or rewritten) while it was being read;
     the message names the file, and no result of the run was kept."""
+
+
+class ClusterError(RuntimeError):
+    """A distributed run failed on the cluster's side (scheduler or workers lost, workers
+    frozen or dying): no table was computed; the message says what happened."""

@@ -1,6 +1,6 @@
 """Event folders in the 2019 Opticks layout, opened memory-mapped and validated.
 
-An event is a folder of ``.npy`` files (data contract, section 1). Nothing here reads a
+An event is a folder of ``.npy`` files (docs/event-format.md, section 1). Nothing here reads a
 whole per-photon array: arrays are ``np.load(mmap_mode="r")`` maps, sliced by ``--msli``,
 and the decoders turn only the photons asked for into float32 values.
 
@@ -14,6 +14,7 @@ allows changing input, into a warning carried with the result (docs/reliability.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import mmap
 import os
@@ -43,22 +44,23 @@ PHOTON_ARRAYS = ("ox", "rx", "ph", "ps", "rs")
 
 # ---------------------------------------------------------------- slicing (--msli)
 
-_MSLI_NUM = re.compile(r"^\s*([0-9]+)\s*([kKmM]?)\s*$")
-
-
 def _msli_int(text: str, spec: str) -> int | None:
+    from .counts import parse_count
     if text.strip() == "":
         return None
-    m = _MSLI_NUM.match(text)
-    if not m:
-        raise InputError(f"--msli {spec!r}: {text!r} is not a count like 100, 100k or 1M")
-    return int(m.group(1)) * {"": 1, "k": 1000, "m": 1000000}[m.group(2).lower()]
+    try:
+        return parse_count(text)
+    except ValueError:
+        raise InputError(f"--msli {spec!r}: {text!r} is not a count like 100, 100k or 1M") from None
 
 
 def parse_msli(spec: str | slice | None) -> slice:
     """``'0:100k'`` -> ``slice(0, 100000)``; ``':1M'``, ``'::10'``; empty or None = all photons."""
     if spec is None or isinstance(spec, slice):
         return spec or slice(None)
+    if not isinstance(spec, str):
+        raise InputError(f"msli must be a slice text like '0:100k' or ':1M', or a slice object, "
+                         f"not {type(spec).__name__} {spec!r} (for the first N photons: msli=':N')")
     parts = spec.split(":")
     if len(parts) == 1:  # a bare count means the first N photons, like ':N'
         parts = ["", parts[0]]
@@ -97,6 +99,29 @@ class FileStamp(NamedTuple):
         return None
 
 
+def path_problem(path: Path, want: str = "file") -> str | None:
+    """Why ``path`` is not the plain file (``want="file"``) or the folder (``"folder"``)
+    wanted, naming what it is; None when it is what is wanted."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop"
+        if os.path.islink(path):
+            return f"is a broken symlink (to {os.readlink(path)})"
+        if isinstance(exc, FileNotFoundError):
+            return "missing file" if want == "file" else "event folder does not exist"
+        return f"cannot be looked at ({exc.strerror or exc})"
+    wanted = stat.S_ISREG(mode) if want == "file" else stat.S_ISDIR(mode)
+    if wanted:
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a file" if stat.S_ISREG(mode) else "not a plain file")
+    return f"is {kind}, not a plain file" if want == "file" else f"is {kind}, not an event folder"
+
+
 def read_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False) -> np.ndarray:
     """Open one ``.npy`` memory-mapped, checking header, dtype, shape, order and size.
 
@@ -111,8 +136,9 @@ def open_npy(path: Path, dtype: np.dtype, tail: tuple, *, whole: bool = False
     """:func:`read_npy`, also giving the file's stamp at open and the bytes its header
     promises (what :class:`Event` watches while the file is read)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: missing file")
+    problem = path_problem(path, "file")
+    if problem:
+        raise InputError(f"{path}: {problem}")
     try:
         with open(path, "rb") as fh:
             stamp = FileStamp.of(os.fstat(fh.fileno()))
@@ -289,8 +315,9 @@ class Event:
 
     def __init__(self, path, msli=None):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise InputError(f"{self.path}: event folder does not exist")
+        problem = path_problem(self.path, "folder")
+        if problem:
+            raise InputError(f"{self.path}: {problem}")
         self.msli = parse_msli(msli)
         self.files: list[WatchedFile] = []
         self.fdom = self._open(self.path / "fdom.npy", *LAYOUT["fdom"][:2], whole=True)
@@ -302,7 +329,7 @@ class Event:
             if name in ("fdom", "idom"):
                 continue
             file = self.path / f"{name}.npy"
-            if not required and not file.exists():
+            if not required and not os.path.lexists(file):
                 arrays[name] = None
                 continue
             tail = tuple(maxrec if t is None else t for t in tail)

@@ -36,7 +36,6 @@ MATERIAL_FILES = ("GItemList/GMaterialLib.txt", "GMaterialLib.txt", "materials.t
 ABBREV_FILE = "GMaterialLib/GPropertyLibMetadata.json"
 #: the original's c2/ndf levels (WARNING, ERROR, FATAL) and its dropout rule
 C2MAX = (1.5, 2.0, 2.5)
-DROPOUT_MIN = 10
 MAX_STEPS = 16
 _CHUNK = 1 << 22
 
@@ -218,52 +217,25 @@ def count_materials_reference(pair) -> HistoryCounts:
 
 
 class MaterialTable(HistoryTable):
-    """Photons per material history in A and B: the history table's arithmetic
-    (a+b descending then code, chi-square rows with a+b > 30, c2/ndf, p-value, ratios),
-    labels by material names, and a level.
+    """Photons per material history in A and B: the history table's arithmetic and
+    level (a+b descending then code, chi-square rows with a+b > 30, c2/ndf against
+    c2max, at least ERROR for a dropout row; docs/verdict.md), labelled by material
+    names (docs/analysis.md)."""
 
-    ``level``: the original's c2max rule on c2/ndf (WARNING > 1.5, ERROR > 2.0,
-    FATAL > 2.5, only when ndf >= 1), raised to at least ERROR by a dropout row (more
-    than 10 photons on one side, none on the other).
-    """
+    table = "materials"
 
     def __init__(self, counts: HistoryCounts, names: MaterialNames | None = None, c2max=C2MAX):
-        super().__init__(counts)
+        super().__init__(counts, c2max)
         self.names = names
-        self.c2max = tuple(float(c) for c in c2max)
-        self.dropout = ((self.a > DROPOUT_MIN) & (self.b == 0)) | ((self.b > DROPOUT_MIN) & (self.a == 0))
-        k = 0
-        if self.ndf >= 1:
-            k = next((3 - i for i, c in enumerate(reversed(self.c2max)) if self.c2p > c), 0)
-        if self.dropout.any():
-            k = max(k, 2)
-        self.level_index = k
 
-    @property
-    def level(self) -> str:
-        return LEVELS[self.level_index]
-
-    def labels(self, abbreviate: bool = False) -> list[str]:
-        """Material label of every row."""
-        return [material_label(c, self.names, abbreviate) for c in self.codes]
+    def labels(self, rows=None, abbreviate: bool = False) -> list[str]:
+        """Material label of every row (or of ``rows``)."""
+        codes = self.codes if rows is None else self.codes[rows]
+        return [material_label(c, self.names, abbreviate) for c in codes]
 
     def skip_mask(self, skip) -> np.ndarray:
         """True for rows whose material history passes through any of ``skip``."""
         return contains_materials(self.codes, skip, self.names)
-
-    def rows(self, limit=None, skip=()) -> list[dict]:
-        """Rows as plain values (as HistoryTable.rows), ``skip`` by material."""
-        shown = np.flatnonzero(~self.skip_mask(skip))[:limit]
-        return [{"index": int(i), "code": f"{int(self.codes[i]):x}", "label": material_label(self.codes[i], self.names),
-                 "a": int(self.a[i]), "b": int(self.b[i]), "a-b": int(self.a[i] - self.b[i]),
-                 "c2": float(self.c2[i]), "a/b": float(self.ab[i]), "a/b_err": float(self.ab_err[i]),
-                 "b/a": float(self.ba[i]), "b/a_err": float(self.ba_err[i]), "nstep": int(self.nstep[i]),
-                 "dropout": bool(self.dropout[i])}
-                for i in shown]
-
-    def summary(self) -> dict:
-        return {**super().summary(), "level": self.level,
-                "materials": None if self.names is None else list(self.names.names)}
 
     def __repr__(self):
         return (f"<MaterialTable {len(self)} material histories, c2/ndf {self.c2p:.3f}, "

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import chdtr, chdtrc
+from .stats import chi2_cdf, chi2_sf
 
 from . import seqhis
 from .errors import InputError
@@ -243,7 +243,7 @@ class QCFTable:
         self.c2n = int(self.counted.sum())
         self.c2sum = math.fsum(self.c2)  # exactly rounded: independent of the row order
         self.c2per = self.c2sum / self.c2n if self.c2n else math.nan
-        self.pvalue = float(chdtrc(self.c2n, self.c2sum)) if self.c2n else 1.0
+        self.pvalue = chi2_sf(self.c2sum, self.c2n) if self.c2n else 1.0
         self._qcf_float32()
         self.bzero = np.flatnonzero((self.a > DROPOUT_MIN) & (self.b == 0))
         self.azero = np.flatnonzero((self.b > DROPOUT_MIN) & (self.a == 0))
@@ -261,7 +261,7 @@ class QCFTable:
         with np.errstate(divide="ignore", invalid="ignore"):
             per = s / np.float32(n) if n else np.float32("nan")
         # QCF: 1 - chi2.cdf(c2sum, c2n), which loses small p-values to rounding (0 below ~1e-16)
-        pv = 1.0 - float(chdtr(n, float(s))) if n else math.nan
+        pv = 1.0 - chi2_cdf(float(s), n) if n else math.nan
         self.qcf_float32 = {"c2sum": float(s), "c2n": n, "c2per": float(per), "pvalue": pv}
 
     # -- rows

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import report, seqhis
-from .comparison import Comparison, compare
+from . import seqhis
+from .comparison import Comparison, check_tables, compare, engine_for
 from .cuts import OX_CUTS, TABLES
-from .engines import get_engine
 from .engines.base import DeviationAggregate, HistoryCounts
 from .engines.reference import RECORD_MIN_START
 from .errors import InputError
 from .events import EventPair, changed_input_warning
-from .tables import DeviationTable, HistoryTable
+from .tables import C2MAX, DeviationTable, HistoryTable, check_c2max
 
 
 def parse_tags(text: str) -> list[str]:
@@ -92,69 +91,79 @@ class RunComparison:
 
     @property
     def rc(self) -> int:
-        return sum(t.rc for t in self.tables.values())
+        """Return code (docs/verdict.md): the bits of the combined tables, and of every
+        event's own tables, so that one bad event fails the run."""
+        rc = self.history.rc + sum(t.rc for t in self.tables.values())
+        for event in self.events:
+            rc |= event.rc
+        return rc
+
+    @property
+    def aligned(self) -> int:
+        return sum(e.aligned for e in self.events)
 
     def __getitem__(self, table: str) -> DeviationTable:
         return self.tables[table]
 
     def event_lines(self) -> list[dict]:
+        """One summary per event: photons, c2/ndf, level per table, worst row, rc."""
         out = []
         for k, c in enumerate(self.events):
             worst = max(((t, tab) for t, tab in c.tables.items()), key=lambda item: item[1].level_index.max(initial=0))
             rows = worst[1].worst_rows("WARNING")
             row = f"{worst[0]} {seqhis.label(worst[1].codes[rows[0]])}" if len(rows) else "-"
-            out.append({"event": k, "a": str(c.pair.a.path), "photons": c.pair.n, "c2p": c.history.c2p,
-                        "levels": {t: tab.level for t, tab in c.tables.items()}, "worst_row": row, "rc": c.rc})
+            out.append({"event": k, "a": str(c.pair.a.path), "b": str(c.pair.b.path), "photons": c.pair.n,
+                        "aligned": c.aligned, "c2p": c.history.c2p,
+                        "levels": {"history": c.history.level, **{t: tab.level for t, tab in c.tables.items()}},
+                        "worst_row": row, "rc": c.rc})
         return out
 
     def render(self, rows: int | None = 10, history_rows: int | None = 20, skip=()) -> str:
-        names = list(self.tables)
-        lines = [f"run of {len(self.events)} events, {sum(c.pair.n for c in self.events)} photons",
-                 f"{'event':>5} {'photons':>10} {'c2/ndf':>8} " + " ".join(f"{t:>7}" for t in names) +
-                 f" {'rc':>3}  worst row   (A folder)"]
-        for e in self.event_lines():
-            lines.append(f"{e['event']:>5} {e['photons']:>10} {e['c2p']:>8.3f} " +
-                         " ".join(f"{e['levels'][t]:>7}" for t in names) + f" {e['rc']:>3}  {e['worst_row']}"
-                         f"   ({e['a']})")
-        parts = ["\n".join(lines), "combined " + report.render_history(self.history, history_rows, skip)]
-        parts += ["combined " + report.render_deviation(t, rows, skip) for t in self.tables.values()]
-        parts.append(f"summary: {' '.join(f'{t}:{tab.level}' for t, tab in self.tables.items())}  rc {self.rc}")
-        warning = changed_input_warning(c for e in self.events for c in e.pair.changed)  # docs/reliability.md
-        return "\n\n".join(parts if warning is None else [warning, *parts, warning])
+        from .render.text import render_run
+        return render_run(self, rows=rows, history_rows=history_rows, skip=skip)
 
     def __str__(self):
         return self.render()
 
-    def to_dict(self, rows=None, history_rows=None, skip=()) -> dict:
-        return {"events": self.event_lines(), "rc": self.rc, "history": self.history.to_dict(history_rows, skip),
-                "deviations": {t: tab.to_dict(rows, skip) for t, tab in self.tables.items()},
-                "input_changed": [c for e in self.events for c in e.pair.changed]}
+    def __repr__(self):
+        return (f"<RunComparison {len(self.events)} events, history:{self.history.level} "
+                + " ".join(f"{t}:{tab.level}" for t, tab in self.tables.items()) + f" rc={self.rc}>")
 
-    def to_json(self, path=None, **kw) -> str:
-        return report.write_json(self.to_dict(**kw), path)
+    def to_dict(self) -> dict:
+        """Every number of every table (docs/json.md), NaN and inf as None."""
+        from .render.json import run_dict
+        return run_dict(self)
+
+    def to_json(self, path=None) -> str:
+        from .render.json import write_json
+        return write_json(self.to_dict(), path)
 
 
-def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, n_threads=None, msli=None,
+def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None, msli=None,
                 progress=False, allow_changing_input=False) -> RunComparison:
-    """Compare every (A, B) of ``pairs`` (EventPair or (a_dir, b_dir)) and combine them.
+    """Compare every (A, B) of ``pairs`` (EventPair or (a_dir, b_dir)) and combine them;
+    an engine made by name is closed at the end.
 
     Events must share their domains (fdom), so that stored counts mean the same length,
     time and angle in every event's rows.
     """
-    eng = get_engine(engine, n_threads=n_threads) if isinstance(engine, str) else engine
+    tables = check_tables(tables)
+    c2max = check_c2max(c2max)
     results = []
-    for item in pairs:
-        pair = item if isinstance(item, EventPair) else EventPair.open(*item, msli=msli)
-        if results and pair.a.fdom.tobytes() != results[0].pair.a.fdom.tobytes():
-            raise InputError(f"{pair.a.path / 'fdom.npy'}: domains differ from the run's first event "
-                             f"{results[0].pair.a.path}; combined tables need one set of domains")
-        results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, progress=progress,
-                               allow_changing_input=allow_changing_input))
+    with engine_for(engine, n_threads) as eng:
+        for item in pairs:
+            pair = item if isinstance(item, EventPair) else EventPair.open(*item, msli=msli)
+            if results and pair.a.fdom.tobytes() != results[0].pair.a.fdom.tobytes():
+                raise InputError(f"{pair.a.path / 'fdom.npy'}: domains differ from the run's first event "
+                                 f"{results[0].pair.a.path}; combined tables need one set of domains")
+            results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, c2max=c2max, progress=progress,
+                                   allow_changing_input=allow_changing_input))
     if not results:
         raise InputError("a run needs at least one event pair")
     for r in results:  # an event compared early may have changed since (docs/reliability.md)
         r.pair.check_unchanged(allow_changing_input)
-    history = HistoryTable(combine_histories([r.history_counts for r in results]))
+    history = HistoryTable(combine_histories([r.history_counts for r in results]), c2max,
+                           sum(r.aligned for r in results))
     combined = {}
     for t in tables:
         agg, worst_event = combine_aggregates([r.tables[t].raw for r in results])

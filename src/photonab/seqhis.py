@@ -2,7 +2,7 @@
 
 nibble = ffs(flag) = bit position of the step flag + 1; label = the nibbles from
 lowest to highest mapped to two-letter abbreviations and joined by spaces
-(data contract, section 3). Which flag a nibble means depends on the era of the
+(docs/event-format.md, section 3). Which flag a nibble means depends on the era of the
 Opticks source that wrote the event (:mod:`photonab.flags`, docs/sevt.md section 2):
 every function takes an ``era``; the 64-bit functions default to the era of the 2019
 layout (:data:`photonab.flags.LEGACY_ERA`), where nibble f is G4GUN ("GN").

@@ -50,6 +50,22 @@ def _upper_fraction(a: float, x: float) -> float:
     return math.exp(-x + a * math.log(x) - math.lgamma(a)) * h
 
 
+def chi2_cdf(c2: float, ndf: float) -> float:
+    """P(chi-square with ``ndf`` degrees of freedom <= ``c2``): 0.0 for ``c2 <= 0``,
+    NaN for ``ndf <= 0`` or a NaN input (as scipy's ``chdtr``)."""
+    c2, ndf = float(c2), float(ndf)
+    if math.isnan(c2) or math.isnan(ndf) or ndf <= 0:
+        return math.nan
+    if c2 <= 0:
+        return 0.0
+    if math.isinf(c2):
+        return 1.0
+    a, x = ndf / 2.0, c2 / 2.0
+    if x < a + 1.0:
+        return min(1.0, _lower_series(a, x))
+    return 1.0 - _upper_fraction(a, x)
+
+
 def chi2_sf(c2: float, ndf: float) -> float:
     """P(chi-square with ``ndf`` degrees of freedom > ``c2``); 1.0 for ``ndf <= 0``
     or ``c2 <= 0``, 0.0 for an infinite ``c2``, NaN for a NaN input."""

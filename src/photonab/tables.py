@@ -1,24 +1,32 @@
 """The comparison tables: history counts A vs B, and per-history deviation tables.
 
 Built from engine aggregates (:mod:`photonab.engines.base`); ordering, chi-square,
-levels and return-code bits follow the data contract, sections 4 and 5.
+levels and return-code bits follow docs/tables.md and docs/verdict.md. The tables are
+plain arrays; text, JSON and pictures are made from them in :mod:`photonab.render`.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import chdtrc
+from .stats import chi2_sf
 
 from . import seqhis
 from .cuts import LEVELS, TABLES, UNITS
 from .engines.base import DeviationAggregate, HistoryCounts
+from .errors import InputError
 
 #: the original's chi-square rows need more than this many photons (a + b)
 C2_MIN_COUNT = 30
-#: one return-code bit per failing deviation table
-RC_BIT = {table: 1 << k for k, table in enumerate(TABLES)}
+#: the history table's levels on c2/ndf (WARNING, ERROR, FATAL), as the original's c2max
+C2MAX = (1.5, 2.0, 2.5)
+#: a history with more photons than this on one side and none on the other is a dropout
+DROPOUT_MIN = 10
+#: one return-code bit per failing table: rpost 1, rtime 2, rpol 4, ox 8, history 16
+RC_BIT = {**{table: 1 << k for k, table in enumerate(TABLES)}, "history": 1 << len(TABLES)}
+#: levels at which a table fails (sets its rc bit)
+FAILING = ("ERROR", "FATAL")
 
 
-def _skip_mask(codes: np.ndarray, skip) -> np.ndarray:
+def skip_mask(codes: np.ndarray, skip) -> np.ndarray:
     """True for rows to hide: label contains any of the ``skip`` tokens (e.g. 'SC AB RE')."""
     tokens = skip.split() if isinstance(skip, str) else list(skip or ())
     if not tokens:
@@ -26,10 +34,73 @@ def _skip_mask(codes: np.ndarray, skip) -> np.ndarray:
     return seqhis.labels_contain(codes, tokens)
 
 
-class HistoryTable:
-    """Photons per history in A and B, ordered by a+b descending then code, with chi-square."""
+def check_c2max(c2max) -> tuple[float, float, float]:
+    """Three increasing positive c2/ndf levels (WARNING, ERROR, FATAL)."""
+    if isinstance(c2max, (str, bytes)) or not hasattr(c2max, "__len__"):
+        raise InputError(f"c2max must be three numbers (warning, error, fatal), not {c2max!r}")
+    try:
+        values = tuple(float(x) for x in c2max)
+    except (TypeError, ValueError):
+        raise InputError(f"c2max must be three numbers (warning, error, fatal), not {c2max!r}") from None
+    if len(values) != 3 or not 0 < values[0] <= values[1] <= values[2] or not np.isfinite(values).all():
+        raise InputError(f"c2max must be three increasing positive numbers (warning, error, fatal), got {c2max!r}")
+    return values
 
-    def __init__(self, counts: HistoryCounts):
+
+class _Rows:
+    """What the history and deviation tables share: row selection and levels."""
+
+    codes: np.ndarray
+    level_index: np.ndarray
+
+    def __len__(self):
+        return len(self.codes)
+
+    def skip_mask(self, skip) -> np.ndarray:
+        """True for the rows that ``skip`` hides."""
+        return skip_mask(self.codes, skip)
+
+    def shown(self, limit: int | None = None, skip=()) -> np.ndarray:
+        """Row numbers a view shows: rows not hidden by ``skip``, the first ``limit`` of them."""
+        return np.flatnonzero(~self.skip_mask(skip))[:limit]
+
+    def hidden(self, limit: int | None = None, skip=()) -> dict:
+        """Rows a view with ``limit`` and ``skip`` hides: how many, and how many of them fail
+        (ERROR/FATAL), by the option that hid them."""
+        skipped = self.skip_mask(skip)
+        kept = np.flatnonzero(~skipped)
+        beyond = kept[limit:] if limit is not None else kept[:0]
+        bad = self.level_index >= LEVELS.index(FAILING[0])
+        return {"rows": int(skipped.sum()) + len(beyond), "skip": int(skipped.sum()), "limit": len(beyond),
+                "failing": int(bad[skipped].sum()) + int(bad[beyond].sum()),
+                "failing_skip": int(bad[skipped].sum()), "failing_limit": int(bad[beyond].sum())}
+
+    def labels(self, rows=None) -> list[str]:
+        codes = self.codes if rows is None else self.codes[rows]
+        return [seqhis.label(c) for c in codes]
+
+    @property
+    def fails(self) -> bool:
+        """A table fails at ERROR or FATAL."""
+        return self.level in FAILING
+
+    def worst_rows(self, level: str = "ERROR") -> np.ndarray:
+        """Row numbers at or above ``level``, worst level first, then in table order."""
+        k = LEVELS.index(level)
+        bad = np.flatnonzero(self.level_index >= k)
+        return bad[np.lexsort((bad, -self.level_index[bad]))]
+
+
+class HistoryTable(_Rows):
+    """Photons per history in A and B, ordered by a+b descending then code, with chi-square,
+    and a level (docs/verdict.md): c2/ndf against ``c2max`` (only when ndf >= 1), at least
+    ERROR for a dropout row (more than DROPOUT_MIN photons on one side, none on the
+    other), FATAL when photons were compared but none is aligned (``aligned`` = 0)."""
+
+    table = "history"
+
+    def __init__(self, counts: HistoryCounts, c2max=C2MAX, aligned: int | None = None):
+        self.c2max = check_c2max(c2max)
         a, b, codes = counts.a, counts.b, counts.codes
         order = np.lexsort((codes, -(a + b)))
         self.codes, self.a, self.b = codes[order], a[order], b[order]
@@ -40,7 +111,7 @@ class HistoryTable:
         self.ndf = int(self.counted.sum()) - 1
         self.c2sum = float(self.c2.sum())
         self.c2p = self.c2sum / max(1, self.ndf)
-        self.pvalue = float(chdtrc(self.ndf, self.c2sum)) if self.ndf > 0 else 1.0
+        self.pvalue = chi2_sf(self.c2sum, self.ndf) if self.ndf > 0 else 1.0
         both = (self.a > 0) & (self.b > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.ab = np.where(both, self.a / self.b, np.nan)
@@ -48,9 +119,12 @@ class HistoryTable:
             self.ba = np.where(both, self.b / self.a, np.nan)
             self.ba_err = np.where(both, np.sqrt(self.b) / self.a, np.nan)
         self.nstep = seqhis.nstep_array(self.codes)
-
-    def __len__(self):
-        return len(self.codes)
+        self.aligned = None if aligned is None else int(aligned)
+        self.dropout = ((self.a > DROPOUT_MIN) & (self.b == 0)) | ((self.b > DROPOUT_MIN) & (self.a == 0))
+        self.level_index = np.where(self.dropout, LEVELS.index("ERROR"), 0)
+        # c2/ndf level: few-photon tables (ndf < 1) cannot fail on chi-square alone
+        self.c2_level_index = int(np.searchsorted(self.c2max, self.c2p, side="left")) if self.ndf >= 1 else 0
+        self.none_aligned = self.aligned == 0 and self.n_a > 0
 
     @property
     def n_a(self) -> int:
@@ -60,33 +134,47 @@ class HistoryTable:
     def n_b(self) -> int:
         return int(self.b.sum())
 
-    def rows(self, limit=None, skip=()) -> list[dict]:
-        shown = np.flatnonzero(~_skip_mask(self.codes, skip))[:limit]
-        return [{"index": int(i), "code": f"{int(self.codes[i]):x}", "label": seqhis.label(self.codes[i]),
-                 "a": int(self.a[i]), "b": int(self.b[i]), "a-b": int(self.a[i] - self.b[i]),
-                 "c2": float(self.c2[i]), "a/b": float(self.ab[i]), "a/b_err": float(self.ab_err[i]),
-                 "b/a": float(self.ba[i]), "b/a_err": float(self.ba_err[i]), "nstep": int(self.nstep[i])}
-                for i in shown]
+    @property
+    def ndropout(self) -> int:
+        return int(self.dropout.sum())
 
-    def summary(self) -> dict:
-        return {"histories": len(self), "photons_a": self.n_a, "photons_b": self.n_b,
-                "c2sum": self.c2sum, "ndf": self.ndf, "c2p": self.c2p, "pvalue": self.pvalue}
+    @property
+    def level(self) -> str:
+        k = max(self.c2_level_index, int(self.level_index.max(initial=0)))
+        if self.none_aligned:
+            k = LEVELS.index("FATAL")
+        return LEVELS[k]
 
-    def to_dict(self, limit=None, skip=()) -> dict:
-        return {**self.summary(), "rows": self.rows(limit, skip)}
+    @property
+    def reasons(self) -> list[str]:
+        """Why the table is above INFO, in words (empty when it is INFO)."""
+        out = []
+        if self.none_aligned:
+            out.append("no photon aligned: every history differs photon by photon")
+        if self.c2_level_index:
+            out.append(f"c2/ndf {self.c2p:.3f} > {self.c2max[self.c2_level_index - 1]:g} "
+                       f"({LEVELS[self.c2_level_index]})")
+        if self.ndropout:
+            out.append(f"{self.ndropout} dropout histories (> {DROPOUT_MIN} photons on one side, none on the other)")
+        return out
+
+    @property
+    def rc(self) -> int:
+        return RC_BIT["history"] if self.fails else 0
 
     def render(self, limit: int | None = 20, skip=()) -> str:
-        from .report import render_history
+        from .render.text import render_history
         return render_history(self, limit, skip)
 
     def __repr__(self):
-        return f"<HistoryTable {len(self)} histories, c2/ndf {self.c2p:.3f}, p-value {self.pvalue:.3g}>"
+        return (f"<HistoryTable {len(self)} histories, c2/ndf {self.c2p:.3f}, p-value {self.pvalue:.3g}, "
+                f"level {self.level}>")
 
     def _repr_pretty_(self, p, cycle):  # IPython shows the table
         p.text(repr(self) if cycle else self.render())
 
 
-class DeviationTable:
+class DeviationTable(_Rows):
     """One deviation table (rpost, rtime, rpol or ox): per history of the aligned photons,
     nitem, photons beyond each cut, their fractions, max/min/mean deviation, level and the
     most deviant photon. Rows ordered by nitem descending, then code."""
@@ -118,17 +206,9 @@ class DeviationTable:
                                       self.ndisc[:, 0] > 0], [3, 2, 1], 0)
         self.raw = agg
 
-    def __len__(self):
-        return len(self.codes)
-
     @property
     def level(self) -> str:
         return LEVELS[int(self.level_index.max(initial=0))]
-
-    @property
-    def fails(self) -> bool:
-        """A table fails at ERROR or FATAL."""
-        return self.level in ("ERROR", "FATAL")
 
     @property
     def rc(self) -> int:
@@ -138,33 +218,13 @@ class DeviationTable:
     def nitem_total(self) -> int:
         return int(self.nitem.sum())
 
-    def rows(self, limit=None, skip=()) -> list[dict]:
-        shown = np.flatnonzero(~_skip_mask(self.codes, skip))[:limit]
-        return [{"index": int(i), "code": f"{int(self.codes[i]):x}", "label": seqhis.label(self.codes[i]),
-                 "nitem": int(self.nitem[i]), "ndisc": [int(x) for x in self.ndisc[i]],
-                 "fdisc": [float(x) for x in self.fdisc[i]], "nnan": int(self.nnan[i]),
-                 "mx": float(self.mx[i]), "mn": float(self.mn[i]), "avg": float(self.avg[i]),
-                 "level": LEVELS[self.level_index[i]], "worst_photon": int(self.argmax[i]),
-                 **({} if self.worst_event is None else {"worst_event": int(self.worst_event[i])})}
-                for i in shown]
-
-    def worst_rows(self, level: str = "ERROR") -> np.ndarray:
-        """Row numbers at or above ``level``, worst level first, then by nitem."""
-        k = LEVELS.index(level)
-        bad = np.flatnonzero(self.level_index >= k)
-        return bad[np.lexsort((bad, -self.level_index[bad]))]
-
-    def summary(self) -> dict:
-        return {"table": self.table, "unit": self.unit, "cuts": list(self.cuts.values), "level": self.level,
-                "rc": self.rc, "histories": len(self), "nitem": self.nitem_total,
-                "ndisc": [int(x) for x in self.ndisc.sum(axis=0)], "nnan": int(self.nnan.sum()),
-                "mx": float(np.nanmax(self.mx)) if np.isfinite(self.mx).any() else float("nan")}
-
-    def to_dict(self, limit=None, skip=()) -> dict:
-        return {**self.summary(), "rows": self.rows(limit, skip)}
+    @property
+    def mx_total(self) -> float:
+        """The largest deviation of the table (NaN when no row has a finite one)."""
+        return float(np.nanmax(self.mx)) if np.isfinite(self.mx).any() else float("nan")
 
     def render(self, limit: int | None = 10, skip=()) -> str:
-        from .report import render_deviation
+        from .render.text import render_deviation
         return render_deviation(self, limit, skip)
 
     def __repr__(self):

@@ -6,6 +6,7 @@ Engines differ only in how they compute these; the tables are built from them by
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -121,3 +122,27 @@ def photon_chunks(n: int, chunk: int):
     """[start, stop) ranges of at most ``chunk`` photons covering 0..n."""
     for start in range(0, n, chunk):
         yield start, min(start + chunk, n)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What :func:`photonab.comparison.compare` and :func:`photonab.chase.chase` ask of an engine.
+
+    ``name`` is the engine's name (``cython``, ``numpy``, ``select``, ``dask``).
+    """
+
+    name: str
+
+    def histories(self, pair, progress=no_progress) -> HistoryCounts:
+        """Photons per seqhis code in A and in B."""
+
+    def deviations(self, pair, groups: np.ndarray, cuts, tables=(), progress=no_progress) -> dict:
+        """One :class:`DeviationAggregate` per table, over the aligned photons of ``groups``."""
+
+    def chase(self, pair, table: str, code, min_dev: float, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The at most ``limit`` aligned photons of history ``code`` (every history when
+        None) whose deviation in ``table`` is >= ``min_dev``: (index int64, deviation
+        float64, found). Most deviant first, lowest photon index on ties; deviations in
+        stored counts for the record tables, physical for ox, NaN ranked as +inf;
+        ``found`` counts every photon that reached ``min_dev``. Every engine gives the
+        same three values (the compiled kernel's ranking)."""

@@ -55,6 +55,15 @@ class CythonEngine:
                 bar.update(stop - start)
         return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
+    def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
+        """See :meth:`photonab.engines.base.Engine.chase`: the cyext chase kernel."""
+        index, dev = np.zeros(limit, np.int64), np.zeros(limit, np.float64)
+        values = "ox" if table == "ox" else "rx"
+        k, found = self.cyext.chase(index, dev, self.cyext.CHASE_TABLES.index(table), np.uint64(code or 0),
+                                    code is None, min_dev, getattr(pair.a, values), getattr(pair.b, values),
+                                    pair.a.seqhis, pair.b.seqhis, 0, pair.n, self.n_threads)
+        return index[:k], dev[:k], found
+
 
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
     """The tables' aggregates from a merged DeviationAccumulator result, field by field:

@@ -14,6 +14,7 @@ events can submit them too. See ``distributed.md`` beside this module for runnin
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import socket
@@ -24,8 +25,9 @@ from collections import OrderedDict
 import numpy as np
 
 from ..cuts import RECORD_TABLES, TABLES, Cuts
-from ..errors import InputError
+from ..errors import ClusterError, InputError
 from ..events import EventPair
+from . import reference
 from .base import DeviationAggregate, HistoryCounts, no_progress, photon_chunks
 from .compiled import aggregates_from_result, import_cyext
 
@@ -38,6 +40,12 @@ PAIR_CACHE_SIZE = 8
 #: resident set; beyond it, each task drops the pages it read (see release_pages). Dask
 #: config ``photonab.keep-mapped`` (env DASK_PHOTONAB__KEEP_MAPPED) overrides it.
 KEEP_MAPPED = 0.5
+#: seconds to wait for the scheduler when connecting (and before a lost one is given up)
+CONNECT_TIMEOUT = 10
+#: seconds without any finished task after which a run is given up (frozen workers)
+STALL_TIMEOUT = 300
+#: seconds closing the client or the local cluster may take after a failure
+CLOSE_TIMEOUT = 3
 
 
 # ---------------------------------------------------------------- worker side
@@ -223,7 +231,7 @@ def check_ranges(ranges, n: int, what: str) -> None:
     else:
         if expected == n or (n == 0 and covered == [(0, 0)]):
             return
-    raise RuntimeError(f"{what}: the merged partial tables cover photon ranges {covered[:8]}"
+    raise ClusterError(f"{what}: the merged partial tables cover photon ranges {covered[:8]}"
                        f"{' ...' if len(covered) > 8 else ''}, not 0..{n} exactly once; refusing a wrong table")
 
 
@@ -243,18 +251,67 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1):
     # without a dashboard the scheduler still serves health checks over HTTP, by
     # default on port 8787: take any free loopback port instead of a well-known one
     from ..interrupt import without_sigint  # workers leave a Ctrl-C to photonab (docs/reliability.md)
+    # photonab reports a failing cluster itself in one line (ClusterError): the workers'
+    # own log lines (e.g. cancelled tasks after Ctrl-C) would only bury it
     return without_sigint(lambda: distributed.LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
-        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
+        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.CRITICAL))
 
 
 def _shutdown(client, cluster):
     for thing in (client, cluster):
         if thing is not None:
             try:
-                thing.close()
+                thing.close(timeout=CLOSE_TIMEOUT)
             except Exception:  # closing at exit or after a failure: nothing left to do
                 pass
+
+
+_CLIENT = None
+
+
+def _client_class():
+    """distributed.Client, but a Client whose start fails is closed at once within
+    CLOSE_TIMEOUT (left to its ``__del__``, it hangs for twice its timeout)."""
+    global _CLIENT
+    if _CLIENT is None:
+        import distributed
+
+        class Client(distributed.Client):
+            def start(self, **kwargs):
+                try:
+                    return super().start(**kwargs)
+                except BaseException:
+                    try:
+                        self.close(timeout=CLOSE_TIMEOUT)
+                    except Exception:  # nothing more to do for a client that never started
+                        pass
+                    raise
+
+        _CLIENT = Client
+    return _CLIENT
+
+
+def check_address(scheduler: str) -> str:
+    """A scheduler address that distributed can connect to, or an InputError saying why
+    not (checked before a Client exists: a Client failing on a malformed address hangs
+    for a minute in its own teardown)."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise InputError(f"dask scheduler address {scheduler!r}: expected tcp://host:port")
+    try:
+        protocol, location = parse_address(scheduler.strip())
+        if protocol in ("tcp", "tls", "ucx"):
+            host, port = parse_host_port(location)
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"port {port} outside 1..65535")
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"dask scheduler address {scheduler!r}: unknown host ({exc.strerror})") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"dask scheduler address {scheduler!r}: {exc} (expected tcp://host:port)") from None
+    return scheduler.strip()
 
 
 class DaskEngine:
@@ -273,13 +330,21 @@ class DaskEngine:
     before_task        callable ``(kind, start, stop)`` run on the worker before each chunk
                        task, kind "histories" or "deviations": a hook for fault injection
                        in tests (it is pickled to the workers)
-    timeout            seconds to wait for the scheduler when connecting
+    timeout            seconds to wait for the scheduler when connecting, and for a lost
+                       scheduler to come back before the run is given up
+    stall_timeout      seconds without any finished task after which the run is given up
+                       (frozen workers); None waits for ever
+
+    A malformed or unreachable scheduler address raises InputError; a run the cluster
+    cannot finish (scheduler or workers lost, workers dying or frozen) raises
+    :class:`photonab.errors.ClusterError`. Both come within about ``timeout`` seconds.
     """
 
     name = "dask"
 
     def __init__(self, n_threads=None, scheduler=None, chunk: int = 1 << 20, n_workers=None, *,
-                 threads_per_worker: int = 1, before_task=None, timeout: float = 30):
+                 threads_per_worker: int = 1, before_task=None, timeout: float = CONNECT_TIMEOUT,
+                 stall_timeout: float | None = STALL_TIMEOUT):
         try:
             import distributed
         except ImportError:
@@ -287,18 +352,27 @@ class DaskEngine:
         self.cyext = import_cyext()
         if chunk <= 0 or chunk % self.cyext.SUM_BLOCK:
             raise ValueError(f"chunk must be a positive multiple of {self.cyext.SUM_BLOCK}")
+        if stall_timeout is not None and not stall_timeout > 0:
+            raise InputError(f"the dask stall timeout must be > 0 seconds, got {stall_timeout}")
         self.chunk, self.n_threads, self.before_task = chunk, n_threads, before_task
+        self.stall_timeout = stall_timeout
         self.cluster = None
+        if isinstance(scheduler, str):
+            scheduler = check_address(scheduler)
         if scheduler is None:
             n_workers = n_workers or usable_cores()
             self.cluster = local_cluster(n_workers, threads_per_worker)
             scheduler = self.cluster.scheduler_address
         try:
-            self.client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
+            self.client = _client_class()(scheduler, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             _shutdown(None, self.cluster)
             raise InputError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
-        self.scheduler = scheduler
+        except Exception as exc:  # something answered, but not as a dask scheduler does
+            _shutdown(None, self.cluster)
+            raise InputError(f"cannot talk to a dask scheduler at {scheduler} (is one listening there?): "
+                             f"{type(exc).__name__}: {exc}") from None
+        self.scheduler, self.timeout = scheduler, timeout
         self._finalizer = weakref.finalize(self, _shutdown, self.client, self.cluster)
 
     def close(self):
@@ -314,6 +388,12 @@ class DaskEngine:
 
     def __repr__(self):
         return f"<DaskEngine {self.scheduler} chunk={self.chunk}>"
+
+    def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
+        """See :meth:`photonab.engines.base.Engine.chase`: numpy on the client, in bounded
+        chunks (a chase reads one history's photons once; it needs no cluster, so it
+        also works after :meth:`close`)."""
+        return reference.chase_photons(pair, table, code, min_dev, limit)
 
     # -- planning
 
@@ -339,8 +419,6 @@ class DaskEngine:
     def _run(self, pair: EventPair, desc: str, task, args: tuple, kwargs: dict, merge, finish, progress):
         """Submit one ``task`` per chunk, merge the partials in a tree of FAN_IN-way merge
         tasks, apply ``(finish, *finish_args)`` to the root; the result."""
-        from distributed import as_completed
-
         futures = []  # every task of this run, released together at the end
 
         def submit(fn, *fn_args, **fn_kwargs):
@@ -350,21 +428,18 @@ class DaskEngine:
         a, b, msli = self._location(pair)
         kwargs = dict(kwargs, n_photons=pair.n, n_threads=self.n_threads, before_task=self.before_task)
         try:
-            chunks = {submit(task, a, b, msli, start, stop, *args, **kwargs): (start, stop)
-                      for start, stop in self.chunks(pair.n)}
-            level = list(chunks)
-            while len(level) > 1:
-                level = [submit(merge, *level[i:i + FAN_IN]) if len(level[i:i + FAN_IN]) > 1 else level[i]
-                         for i in range(0, len(level), FAN_IN)]
-            root = level[0] if finish is None else submit(finish[0], level[0], *finish[1:])
             try:
+                chunks = {submit(task, a, b, msli, start, stop, *args, **kwargs): (start, stop)
+                          for start, stop in self.chunks(pair.n)}
+                level = list(chunks)
+                while len(level) > 1:
+                    level = [submit(merge, *level[i:i + FAN_IN]) if len(level[i:i + FAN_IN]) > 1 else level[i]
+                             for i in range(0, len(level), FAN_IN)]
+                root = level[0] if finish is None else submit(finish[0], level[0], *finish[1:])
                 with progress(pair.n, desc) as bar:
-                    for done in as_completed(list(chunks), loop=self.client.loop):
-                        if done.status != "finished":
-                            done.result()  # raises the task's error
-                        start, stop = chunks[done]
-                        pair.check_unchanged()
-                        bar.update(stop - start)
+                    self._wait(list(chunks), lambda done: (pair.check_unchanged(),
+                                                           bar.update(chunks[done][1] - chunks[done][0])), desc)
+                self._wait([root], lambda done: None, desc)
                 result = root.result()
             except Exception as exc:
                 explained = self._explain(exc, desc, a, b)
@@ -375,34 +450,78 @@ class DaskEngine:
             # releasing (not cancelling: the scheduler asserts on some cancels of merge trees)
             # drops whatever is still queued and frees the partial tables on the workers
             for future in futures:
-                future.release()
+                try:
+                    future.release()
+                except Exception:  # a lost client: nothing left to release
+                    pass
         check_ranges(result.pop("ranges"), pair.n, f"{desc} of {a} and {b}")
         return result
 
+    def _wait(self, pending: list, on_done, desc: str) -> None:
+        """Wait for every future of ``pending``, calling ``on_done(future)`` as each
+        finishes; a failed one raises its error. Gives up with ClusterError when the
+        client has lost its scheduler for longer than the connect timeout or when no
+        future finishes for ``stall_timeout`` seconds."""
+        import queue
+        import time
+
+        finished: queue.Queue = queue.Queue()
+        pending = set(pending)
+        for future in pending:
+            future.add_done_callback(finished.put)
+        last = lost = time.monotonic()
+        while pending:
+            try:
+                done = [finished.get(timeout=0.5)]
+            except queue.Empty:
+                done = []
+            now = time.monotonic()
+            for future in done:
+                pending.discard(future)
+                if future.status != "finished":
+                    future.result()  # raises the task's error
+                on_done(future)
+                last = now
+            status = getattr(self.client.status, "value", self.client.status)
+            if status == "running":
+                lost = now
+            elif now - lost > self.timeout:
+                raise ClusterError(f"lost the dask scheduler {self.scheduler} (client {status} for more than "
+                                   f"{self.timeout:g} s)")
+            if self.stall_timeout is not None and pending and now - last > self.stall_timeout:
+                raise ClusterError(f"no dask task finished in {self.stall_timeout:g} s: the workers of "
+                                   f"{self.scheduler} seem frozen or gone (--timeout to wait longer)")
+
     def _explain(self, exc: Exception, desc: str, a: str, b: str) -> Exception:
         """The error to raise for a failed run: the task's own clear errors as they are,
-        cluster failures as a RuntimeError saying what happened."""
+        cluster failures as a ClusterError saying what happened."""
         from distributed import CancelledError, KilledWorker
-        if isinstance(exc, (InputError, RuntimeError)):
+        if isinstance(exc, (InputError, ClusterError)):
+            if isinstance(exc, ClusterError) and f"{desc} of" not in str(exc):
+                return ClusterError(f"{desc} of {a} and {b}: {exc}; no table was computed")
             return exc
+        if isinstance(exc, RuntimeError):  # a task's own failure (naming its worker), or the cluster's
+            text = " ".join(str(exc).split())
+            where = "" if a in text else f"{desc} of {a} and {b} failed on the dask cluster: "
+            return ClusterError(f"{where}{text}; no table was computed")
         if isinstance(exc, KilledWorker):
-            return RuntimeError(f"{desc} of {a} and {b}: dask workers kept dying while running a task, so "
+            return ClusterError(f"{desc} of {a} and {b}: dask workers kept dying while running a task, so "
                                 f"the run was given up and no table was computed. {exc} (A worker dies from its "
                                 "memory limit, a crash in the kernels or the batch system ending its job.)")
         if isinstance(exc, CancelledError):
-            return RuntimeError(f"{desc} of {a} and {b}: the dask run was cancelled ({exc}); the scheduler "
+            return ClusterError(f"{desc} of {a} and {b}: the dask run was cancelled ({exc}); the scheduler "
                                 f"{self.scheduler} may have gone away; no table was computed")
         if isinstance(exc, (OSError, TimeoutError)):
-            return RuntimeError(f"{desc} of {a} and {b}: lost the dask scheduler {self.scheduler} ({exc}); "
+            return ClusterError(f"{desc} of {a} and {b}: lost the dask scheduler {self.scheduler} ({exc}); "
                                 "no table was computed")
-        return RuntimeError(f"{desc} of {a} and {b} failed on the dask cluster: {type(exc).__name__}: {exc}")
+        return ClusterError(f"{desc} of {a} and {b} failed on the dask cluster: {type(exc).__name__}: {exc}")
 
     def histories(self, pair: EventPair, progress=no_progress) -> HistoryCounts:
         result = self._run(pair, "histories", count_histories, (), {}, merge_histories, None, progress)
         counts = result["counts"].reshape(-1, 2)
         out = HistoryCounts.from_unsorted(result["codes"], counts[:, 0], counts[:, 1])
         if int(out.a.sum()) != pair.n or int(out.b.sum()) != pair.n:  # cheap guard against lost photons
-            raise RuntimeError(f"histories of {pair}: counted {out.a.sum()} A and {out.b.sum()} B photons "
+            raise ClusterError(f"histories of {pair}: counted {out.a.sum()} A and {out.b.sum()} B photons "
                                f"of {pair.n}; refusing a wrong table")
         return out
 

@@ -118,3 +118,39 @@ def block_ordered_sum(G: int, group: np.ndarray, index: np.ndarray, value: np.nd
     for row in partial:  # block order; adding 0.0 where a group is absent changes nothing
         total += row
     return total
+
+
+#: photons per step of :func:`chase_photons`: its temporaries stay a few MB whatever N is
+CHASE_CHUNK = 1 << 16
+
+
+def chase_photons(pair, table: str, code, min_dev: float, limit: int,
+                  chunk: int = CHASE_CHUNK) -> tuple[np.ndarray, np.ndarray, int]:
+    """The engine ``chase`` in numpy, with the compiled kernel's ranking (see
+    :meth:`photonab.engines.base.Engine.chase`): aligned photons of history ``code`` (any
+    when None) with deviation >= ``min_dev``, most deviant first, lowest index on ties,
+    NaN ranked as +inf. Deviations in stored counts (record tables) or physical (ox)."""
+    best_i = np.zeros(0, np.int64)
+    best_d = np.zeros(0, np.float64)
+    found = 0
+    a, b = pair.a, pair.b
+    for start in range(0, pair.n, chunk):
+        stop = min(start + chunk, pair.n)
+        sa, sb = np.asarray(a.seqhis[start:stop]), np.asarray(b.seqhis[start:stop])
+        sel = sa == sb
+        if code is not None:
+            sel &= sa == np.uint64(code)
+        if not sel.any():
+            continue
+        if table == "ox":
+            dev = final_deviation(a.ox[start:stop], b.ox[start:stop])
+            dev = np.where(np.isnan(dev), np.inf, dev)
+        else:
+            dev = record_deviations(a.rx[start:stop], b.rx[start:stop])[table].astype(np.float64)
+        keep = np.flatnonzero(sel & (dev >= min_dev))
+        found += len(keep)
+        best_i = np.concatenate([best_i, keep + start])
+        best_d = np.concatenate([best_d, dev[keep]])
+        order = np.lexsort((best_i, -best_d))[:limit]
+        best_i, best_d = best_i[order], best_d[order]
+    return best_i, best_d, found

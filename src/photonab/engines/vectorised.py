@@ -65,3 +65,7 @@ class NumpyEngine:
                 bar.update()
         maxrec = pair.a.rx.shape[1]
         return {t: concat_aggregates(rows[t], t, cuts[t], maxrec) for t in tables}
+
+    def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
+        """See :meth:`photonab.engines.base.Engine.chase` (numpy, in bounded chunks)."""
+        return reference.chase_photons(pair, table, code, min_dev, limit)

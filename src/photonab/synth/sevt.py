@@ -72,7 +72,7 @@ def event_folders(out, index: int = 0, name: str = "synth", version: int = 0) ->
 def synthesize_sevt(out, photons: int, seed: int = 0, *, aligned: bool = True, era: str = CURRENT_ERA,
                     maxrec: int = SLOTS, misaligned: float = 0.002, dropouts: int = 15, events: int = 1,
                     name: str = "synth", noise_mm: float = NOISE_MM, noise_ns: float = NOISE_NS,
-                    progress: bool = True) -> list[tuple[Path, Path]]:
+                    records: bool = True, progress: bool = True) -> list[tuple[Path, Path]]:
     """Write ``events`` SEvt pairs ``OUT/ALL0_{name}/A{k:03d}`` and ``B{k:03d}``; return their folders.
 
     Parameters
@@ -87,6 +87,9 @@ def synthesize_sevt(out, photons: int, seed: int = 0, *, aligned: bool = True, e
     misaligned : aligned only: fraction of photons B re-draws until their history differs.
     dropouts : photons per side turned into a history of that side only (see the module).
     noise_mm, noise_ns : aligned only: B's uniform float noise on record positions, times.
+    records : write record.npy (maxrec x 64 bytes per photon: 2 GB per side at 1M photons
+        and maxrec 32); False leaves it out, as an event mode without records does (the
+        histories, photons and hits are the same either way).
 
     Every event folder is written under a temporary name and renamed into place when
     complete; the migrations and dropouts actually made are listed in
@@ -107,6 +110,8 @@ def synthesize_sevt(out, photons: int, seed: int = 0, *, aligned: bool = True, e
     table = Flags(era)
     settings = dict(aligned=bool(aligned), misaligned=misaligned, dropouts=dropouts, maxrec=maxrec,
                     noise_mm=noise_mm, noise_ns=noise_ns)
+    if not records:
+        settings["records"] = False  # (the manifest of a full pair stays as it was)
     folders, record = [], []
     try:
         run_folder(out, name).mkdir(parents=True, exist_ok=True)
@@ -299,9 +304,11 @@ def _write_pair(a_dir, b_dir, n, seed, k, flags: Flags, settings, progress) -> d
         for side, folder in (("A", tmp_a), ("B", tmp_b)):
             maps[side] = {
                 "photon": np.lib.format.open_memmap(folder / "photon.npy", "w+", np.float32, (n, 4, 4)),
-                "record": np.lib.format.open_memmap(folder / "record.npy", "w+", np.float32, (n, maxrec, 4, 4)),
                 "seq": np.lib.format.open_memmap(folder / "seq.npy", "w+", np.uint64, (n, 2, 2)),
             }
+            if settings.get("records", True):
+                maps[side]["record"] = np.lib.format.open_memmap(folder / "record.npy", "w+", np.float32,
+                                                                 (n, maxrec, 4, 4))
         with tqdm(total=n, unit="photon", unit_scale=True, desc=f"synthesize SEvt {k:03d}",
                   disable=not progress) as bar:
             for lo in range(0, n, BLOCK):
@@ -324,7 +331,8 @@ def _write_pair(a_dir, b_dir, n, seed, k, flags: Flags, settings, progress) -> d
                     quota[side] -= rows.size
                     photon, record, seq = _encode(pts[side], tr, flags, lo, rows, flags.dropout[side])
                     maps[side]["photon"][lo:lo + m] = photon
-                    maps[side]["record"][lo:lo + m] = record
+                    if "record" in maps[side]:
+                        maps[side]["record"][lo:lo + m] = record
                     maps[side]["seq"][lo:lo + m] = seq
                     fm = photon.view(np.uint32)[:, 3, 3]
                     hits[side].append(photon[(fm & flags.hitmask) == flags.hitmask])
@@ -347,7 +355,8 @@ def _write_pair(a_dir, b_dir, n, seed, k, flags: Flags, settings, progress) -> d
             np.save(folder / "hit.npy", hit)
             np.save(folder / "genstep.npy", _genstep(n, flags))
             np.save(folder / "domain.npy", _domain(n, maxrec, len(hit)))
-            (folder / "NPFold_index.txt").write_text("".join(f"{f}\n" for f in FILES))
+            written = [f for f in FILES if f != "record.npy" or settings.get("records", True)]
+            (folder / "NPFold_index.txt").write_text("".join(f"{f}\n" for f in written))
             (folder / "NPFold_meta.txt").write_text(
                 _meta(side, n, len(hit), maxrec, flags, seed, k, settings, t_begin))
     # A and B photons that differ in history, by (A label, B label); in an unaligned pair

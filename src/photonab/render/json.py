@@ -1,0 +1,127 @@
+"""Every number of every table as strict JSON (the schema: docs/json.md).
+
+Whatever a text view shows (``--rows``, ``--hist-rows``, ``--skip``), the JSON holds
+every row of every table. NaN and infinite values are written as ``null``; the count of
+NaN photons (``nnan``) is beside every deviation value, so strict parsers (Python's
+``json.loads(..., parse_constant=...)``, jq, JavaScript) accept the file.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic, seqhis
+from ..chase import Chase
+from ..comparison import Comparison, format_slice
+from ..cuts import LEVELS
+from ..errors import InputError
+from ..runs import RunComparison
+from ..tables import C2_MIN_COUNT, DROPOUT_MIN, RC_BIT, DeviationTable, HistoryTable
+
+#: the version of the document layout (docs/json.md); a reader checks it before reading
+SCHEMA = "photonab/2"
+
+
+def _num(x) -> float | None:
+    """A float for JSON: None for NaN and +-inf."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _code(c) -> str:
+    return f"{int(c):x}"  # hex text: 64-bit codes do not fit a JSON (double) number
+
+
+def history_dict(table: HistoryTable) -> dict:
+    rows = [{"index": int(i), "code": _code(table.codes[i]), "label": seqhis.label(table.codes[i]),
+             "a": int(table.a[i]), "b": int(table.b[i]), "a-b": int(table.a[i] - table.b[i]),
+             "counted": bool(table.counted[i]), "c2": _num(table.c2[i]),
+             "a/b": _num(table.ab[i]), "a/b_err": _num(table.ab_err[i]),
+             "b/a": _num(table.ba[i]), "b/a_err": _num(table.ba_err[i]), "nstep": int(table.nstep[i]),
+             "dropout": bool(table.dropout[i]), "level": LEVELS[table.level_index[i]]}
+            for i in range(len(table))]
+    return {"table": "history", "level": table.level, "rc": table.rc, "reasons": table.reasons,
+            "histories": len(table), "photons_a": table.n_a, "photons_b": table.n_b, "aligned": table.aligned,
+            "c2_min_count": C2_MIN_COUNT, "c2sum": _num(table.c2sum), "ndf": table.ndf, "c2p": _num(table.c2p),
+            "pvalue": _num(table.pvalue), "c2max": list(table.c2max), "c2_level": LEVELS[table.c2_level_index],
+            "dropout_min": DROPOUT_MIN, "dropouts": table.ndropout, "rows": rows}
+
+
+def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
+    rows = []
+    for i in range(len(table)):
+        worst = int(table.argmax[i])
+        row = {"index": i, "code": _code(table.codes[i]), "label": seqhis.label(table.codes[i]),
+               "nitem": int(table.nitem[i]), "ndisc": [int(x) for x in table.ndisc[i]],
+               "fdisc": [_num(x) for x in table.fdisc[i]], "nnan": int(table.nnan[i]),
+               "mx": _num(table.mx[i]), "mn": _num(table.mn[i]), "avg": _num(table.avg[i]),
+               "level": LEVELS[table.level_index[i]], "worst_photon": worst}
+        if table.worst_event is not None:
+            row["worst_event"] = int(table.worst_event[i])
+        if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
+            row["worst_file_row"] = file_rows[worst] if worst >= 0 else -1
+        rows.append(row)
+    return {"table": table.table, "unit": table.unit, "cuts": [float(c) for c in table.cuts.values],
+            "level": table.level, "rc": table.rc, "histories": len(table), "nitem": table.nitem_total,
+            "ndisc": [int(x) for x in table.ndisc.sum(axis=0)], "nnan": int(table.nnan.sum()),
+            "mx": _num(table.mx_total), "rows": rows}
+
+
+def comparison_dict(cmp: Comparison) -> dict:
+    pair = cmp.pair
+    return {"schema": SCHEMA, "kind": "comparison", "a": str(pair.a.path), "b": str(pair.b.path),
+            "photons": pair.n, "photons_in_files": pair.a.n_total, "msli": format_slice(pair.a.msli),
+            "aligned": cmp.aligned, "engine": cmp.engine, "rc": cmp.rc, "rc_bits": dict(RC_BIT),
+            "levels": {"history": cmp.history.level, **{t: tab.level for t, tab in cmp.tables.items()}},
+            "seconds": {k: _num(v) for k, v in cmp.seconds.items()}, "history": history_dict(cmp.history),
+            "deviations": {t: deviation_dict(tab, pair.a.file_rows) for t, tab in cmp.tables.items()},
+            "input_changed": list(pair.changed)}
+
+
+def run_dict(run: RunComparison) -> dict:
+    events = [{**e, "c2p": _num(e["c2p"])} for e in run.event_lines()]
+    return {"schema": SCHEMA, "kind": "run", "events": events, "photons": sum(c.pair.n for c in run.events),
+            "aligned": run.aligned, "rc": run.rc, "rc_bits": dict(RC_BIT),
+            "levels": {"history": run.history.level, **{t: tab.level for t, tab in run.tables.items()}},
+            "history": history_dict(run.history),
+            "deviations": {t: deviation_dict(tab) for t, tab in run.tables.items()},
+            "input_changed": [c for e in run.events for c in e.pair.changed]}
+
+
+def chase_dict(found: Chase) -> dict:
+    return {"schema": SCHEMA, "kind": "chase", "a": str(found.pair.a.path), "b": str(found.pair.b.path),
+            "table": found.table, "unit": found.unit, "history": found.history,
+            "code": None if found.code is None else _code(found.code), "level": found.level, "found": found.found,
+            "photons": [{"index": int(i), "file_index": int(f), "deviation": _num(d),
+                         "finite": bool(np.isfinite(d))}
+                        for i, f, d in zip(found.index, found.file_index, found.deviation)]}
+
+
+def dumps(data: dict) -> str:
+    """Strict JSON text (no NaN or Infinity tokens: a non-finite float is a bug here)."""
+    return json.dumps(data, indent=1, allow_nan=False)
+
+
+def check_writable(path) -> Path:
+    """Fail before any work when a report cannot be written to ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: cannot write the JSON report (it is a directory)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write the JSON report (folder {parent} does not exist)")
+    return path
+
+
+def write_json(data: dict, path=None) -> str:
+    """Strict JSON text of ``data``, also written (atomically) to ``path`` when given."""
+    text = dumps(data)
+    if path is not None:
+        try:
+            atomic.write_text(path, text)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
+    return text

@@ -1,0 +1,185 @@
+"""The tables as text, in the original analysis' layout: one line per history, counts
+then deviations, the level at the end of the line (columns: docs/tables.md).
+
+Rows hidden by ``--rows``/``--hist-rows`` or by ``--skip`` never hide why an event
+failed: every view says how many ERROR/FATAL rows it hides and which option hid them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import seqhis
+from ..comparison import Comparison, format_slice
+from ..cuts import LEVELS
+from ..events import changed_input_warning
+from ..tables import DeviationTable, HistoryTable
+
+LABEL_WIDTH = 32
+
+__all__ = ["render_history", "render_deviation", "render_comparison", "render_run", "render_chase",
+           "format_slice", "LABEL_WIDTH"]
+
+
+def _label(code) -> str:
+    text = seqhis.label(code)
+    return text if len(text) <= LABEL_WIDTH else text[:LABEL_WIDTH - 3] + "..."
+
+
+def _num(x: float, width: int = 9) -> str:
+    if np.isnan(x):
+        return f"{'-':>{width}}"
+    return f"{x:>{width}.4g}" if abs(x) >= 1e4 or (0 < abs(x) < 1e-3) else f"{x:>{width}.4f}"
+
+
+def _hidden_line(table, limit, skip, rows_option: str) -> str | None:
+    """The footer of a view: rows it hides, and the failing ones among them, by option."""
+    h = table.hidden(limit, skip)
+    if not h["rows"]:
+        return None
+    if h["skip"]:
+        how = f"{h['skip']} hidden by --skip" + (f", {h['limit']} by {rows_option}" if h["limit"] else "")
+    else:
+        how = f"{rows_option} to show more"
+    line = f"  ... {h['rows']} more histories ({how})"
+    if h["failing"]:
+        parts = [f"{h[k]} by {opt}" for k, opt in (("failing_skip", "--skip"), ("failing_limit", rows_option)) if h[k]]
+        line += f"; {h['failing']} of them at ERROR/FATAL ({', '.join(parts)})"
+    return line
+
+
+def render_history(table: HistoryTable, limit: int | None = 20, skip=()) -> str:
+    head = (f"history table  A:{table.n_a} B:{table.n_b} photons  {len(table)} histories  "
+            f"c2/ndf {table.c2sum:.2f}/{table.ndf} = {table.c2p:.3f}  p-value {table.pvalue:.3g}  "
+            f"level {table.level}  rc {table.rc}")
+    lines = [head] + [f"  {reason}" for reason in table.reasons]
+    lines.append(f"{'idx':>5} {'code':>16}  {'label':<{LABEL_WIDTH}} {'a':>9} {'b':>9} {'a-b':>8} {'c2':>8}"
+                 f" {'a/b':>15} {'b/a':>15} {'nstep':>5}  level")
+    for i in table.shown(limit, skip):
+        ab = "-" if np.isnan(table.ab[i]) else f"{table.ab[i]:.3f}+-{table.ab_err[i]:.3f}"
+        ba = "-" if np.isnan(table.ba[i]) else f"{table.ba[i]:.3f}+-{table.ba_err[i]:.3f}"
+        level = LEVELS[table.level_index[i]] + (" dropout" if table.dropout[i] else "")
+        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_label(table.codes[i]):<{LABEL_WIDTH}} {table.a[i]:>9} "
+                     f"{table.b[i]:>9} {int(table.a[i] - table.b[i]):>8} {table.c2[i]:>8.2f} {ab:>15} {ba:>15} "
+                     f"{table.nstep[i]:>5}  {level}")
+    footer = _hidden_line(table, limit, skip, "--hist-rows")
+    return "\n".join(lines + ([footer] if footer else []))
+
+
+def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> str:
+    unit = f" [{table.unit}]" if table.unit else ""
+    cuts = " ".join(f"{c:.4g}" for c in table.cuts.values)
+    head = (f"{table.table} deviations{unit}  cuts (warn err fatal) {cuts}  aligned photons {table.nitem_total}  "
+            f"level {table.level}  rc {table.rc}")
+    nan_col = table.table == "ox"
+    cols = (f"{'idx':>5} {'code':>16}  {'label':<{LABEL_WIDTH}} {'nitem':>9} {'nwarn':>7} {'nerr':>7} {'nfatal':>7}"
+            f" {'fwarn':>6} {'ferr':>6} {'ffatal':>6}" + (f" {'nnan':>6}" if nan_col else "") +
+            f" {'mx':>9} {'mn':>9} {'avg':>9}  {'level':<7} {'worst':>9}")
+    lines = [head, cols]
+    for i in table.shown(limit, skip):
+        nd, fd = table.ndisc[i], table.fdisc[i]
+        worst = str(table.argmax[i])
+        if table.worst_event is not None:  # a run's combined table: event:photon
+            worst = f"{table.worst_event[i]}:{worst}"
+        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_label(table.codes[i]):<{LABEL_WIDTH}} {table.nitem[i]:>9} "
+                     f"{nd[0]:>7} {nd[1]:>7} {nd[2]:>7} {fd[0]:>6.3f} {fd[1]:>6.3f} {fd[2]:>6.3f}"
+                     + (f" {table.nnan[i]:>6}" if nan_col else "") +
+                     f" {_num(table.mx[i])} {_num(table.mn[i])} {_num(table.avg[i])}  "
+                     f"{LEVELS[table.level_index[i]]:<7} {worst:>9}")
+    footer = _hidden_line(table, limit, skip, "--rows")
+    return "\n".join(lines + ([footer] if footer else []))
+
+
+def _hidden_failing(result, rows, history_rows, skip) -> str | None:
+    """One line: the ERROR/FATAL rows the views hide, by option (None when none is hidden)."""
+    by_skip = by_rows = 0
+    for table, limit in [(result.history, history_rows)] + [(t, rows) for t in result.tables.values()]:
+        h = table.hidden(limit, skip)
+        by_skip, by_rows = by_skip + h["failing_skip"], by_rows + h["failing_limit"]
+    if not by_skip + by_rows:
+        return None
+    parts = [f"{n} by {opt}" for n, opt in ((by_skip, "--skip"), (by_rows, "--rows/--hist-rows")) if n]
+    return f"{by_skip + by_rows} ERROR/FATAL rows hidden ({', '.join(parts)}); --json has every row"
+
+
+def _verdict(result) -> str:
+    levels = [f"history:{result.history.level}"] + [f"{t}:{tab.level}" for t, tab in result.tables.items()]
+    return f"{' '.join(levels)}  rc {result.rc}"
+
+
+def render_comparison(cmp: Comparison, rows: int | None = 10, history_rows: int | None = 20, skip=()) -> str:
+    pair = cmp.pair
+    msli = cmp.msli
+    head = [f"A: {pair.a.path}", f"B: {pair.b.path}",
+            f"photons {pair.n}" + (f" (msli {msli} of {pair.a.n_total})" if msli else "") +
+            f"  maxrec {pair.a.maxrec}  engine {cmp.engine}  aligned {cmp.aligned} "
+            f"({100.0 * cmp.aligned / max(1, pair.n):.1f}%)"]
+    if cmp.history.none_aligned:
+        head.append("no photon aligned: every history differs photon by photon (history FATAL)")
+    hidden = _hidden_failing(cmp, rows, history_rows, skip)
+    if hidden:
+        head.append(hidden)
+    parts = ["\n".join(head), render_history(cmp.history, history_rows, skip)]
+    parts += [render_deviation(t, rows, skip) for t in cmp.tables.values()]
+    parts.append(f"summary: {_verdict(cmp)}" + (f"; {hidden}" if hidden else ""))
+    return _with_change_warning(parts, cmp.pair.changed)
+
+
+def _with_change_warning(parts: list[str], changes) -> str:
+    """The parts, between two loud warnings when an input changed while it was read
+    and the user allowed it (docs/reliability.md)."""
+    warning = changed_input_warning(changes)
+    return "\n\n".join(parts if warning is None else [warning, *parts, warning])
+
+
+def render_run(run, rows: int | None = 10, history_rows: int | None = 20, skip=()) -> str:
+    names = ["history"] + list(run.tables)
+    lines = [f"run of {len(run.events)} events, {sum(c.pair.n for c in run.events)} photons, "
+             f"{run.aligned} aligned",
+             f"{'event':>5} {'photons':>10} {'c2/ndf':>8} " + " ".join(f"{t:>7}" for t in names) +
+             f" {'rc':>3}  worst row   (A folder)"]
+    for e in run.event_lines():
+        lines.append(f"{e['event']:>5} {e['photons']:>10} {e['c2p']:>8.3f} " +
+                     " ".join(f"{e['levels'][t]:>7}" for t in names) + f" {e['rc']:>3}  {e['worst_row']}"
+                     f"   ({e['a']})")
+    if run.history.none_aligned:
+        lines.append("no photon aligned in any event: every history differs photon by photon (history FATAL)")
+    hidden = _hidden_failing(run, rows, history_rows, skip)
+    if hidden:
+        lines.append(hidden)
+    parts = ["\n".join(lines), "combined " + render_history(run.history, history_rows, skip)]
+    parts += ["combined " + render_deviation(t, rows, skip) for t in run.tables.values()]
+    summary = f"summary: {_verdict(run)}"
+    failing_events = [str(e["event"]) for e in run.event_lines() if e["rc"]]
+    if failing_events:
+        summary += f"  (events failing on their own: {', '.join(failing_events)})"
+    parts.append(summary + (f"; {hidden}" if hidden else ""))
+    return _with_change_warning(parts, [c for e in run.events for c in e.pair.changed])
+
+
+def render_chase(found, records: int = 3) -> str:
+    what = "all histories" if found.code is None else seqhis.label(found.code)
+    beyond = found.level or "any deviation"
+    unit = f" [{found.unit}]" if found.unit else ""
+    if not len(found):
+        of = f" (of {found.aligned} aligned)" if found.aligned is not None else ""
+        return f"chase {found.table} {what}: no aligned photon at or beyond {beyond}{of}"
+    lines = [f"chase {found.table} {what}: {found.found} aligned photons at or beyond "
+             f"{beyond}; the {len(found)} most deviant:",
+             f"{'rank':>5} {'photon':>10} {'file row':>10} {'deviation' + unit:>14}"]
+    for k, (i, f, d) in enumerate(zip(found.index, found.file_index, found.deviation)):
+        lines.append(f"{k:>5} {i:>10} {f:>10} {d:>14.5g}")
+    for k in range(min(records, len(found))):
+        rec = found.records(k)
+        lines.append(f"photon {found.index[k]} ({seqhis.label(int(found.pair.a.seqhis[found.index[k]]))}):")
+        for side in ("a", "b"):
+            r = rec[side]
+            steps = "  ".join(f"({p[0]:.3f},{p[1]:.3f},{p[2]:.3f},{t:.3f})" for p, t in zip(r["position"], r["time"]))
+            lines.append(f"  {side.upper()} x,y,z,t: {steps}")
+        if found.table == "rpol":
+            for side in ("a", "b"):
+                pol = "  ".join(f"({p[0]:.3f},{p[1]:.3f},{p[2]:.3f})" for p in rec[side]["polarization"])
+                lines.append(f"  {side.upper()} pol: {pol}")
+        if found.table == "ox":
+            for side in ("a", "b"):
+                lines.append(f"  {side.upper()} ox: {np.array2string(rec[side]['ox'].ravel(), precision=4)}")
+    return "\n".join(lines)
