@@ -35,7 +35,7 @@ cdef struct _Inputs:
     uint64_t mask
     const int64_t* thr
     const double* cut
-    bint records
+    int rmask         # record tables to compute: bit k = RECORD_TABLES[k] (0: none)
     bint finals
 
 
@@ -60,7 +60,7 @@ cdef int64_t _count_unknown(const _Inputs* x, Py_ssize_t s, Py_ssize_t e) noexce
 
 
 cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
-                           _RecordRow* rec, _FinalRow* fin, int32_t* pos,
+                           _RecordRow* rec, uint16_t* slot, _FinalRow* fin, int32_t* pos,
                            int32_t* blk_group, double* blk_sum, int64_t* blk_n,
                            int64_t* unknown) noexcept nogil:
     cdef Py_ssize_t i
@@ -80,10 +80,10 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
         if g < 0:  # add() undoes the pass (or checked first)
             unknown[0] += 1
             continue
-        if x.records:
-            _record_deviation(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
-                              x.maxrec, d3)
-            _record_update(rec + g, d3, x.thr, i)
+        if x.rmask:  # the per-slot maxima are a by-product of the per-photon deviations
+            _record_slots(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
+                          x.maxrec, slot + <Py_ssize_t>g * x.maxrec * _SLOT_LANES, d3, x.rmask)
+            _record_update(rec + g, d3, x.thr, i, x.rmask)
         if x.finals:
             d = _final_deviation(<const float*>(x.oa + i * x.oas), <const float*>(x.ob + i * x.obs))
             if _final_update(fin + g, d, x.cut, i):
@@ -105,39 +105,67 @@ cdef class DeviationAccumulator:
     tables over the aligned photons of photon ranges given to :meth:`add`.
 
     index       GroupIndex of the histories to aggregate (group g = row g)
+    n_threads   threads asked (effective_threads); ``n_threads`` then holds the threads
+                used: fewer when their partial tables would pass PARTIALS_BUDGET
     thresholds  (3, 3) int64: photon beyond cut j of record table k when d >= thresholds[k, j]
     cuts        (3,) float64: photon beyond ox cut j when d > cuts[j]
+    records     True (all three record tables), False (none) or the names of the record
+                tables to compute (e.g. ``("rpost",)``): the others are not computed and
+                keep their empty rows (max -1, slot maxima 0); rx is not read without any
+    maxrec      record slots per photon; None: taken from the first ``add``. The result's
+                ``slots`` has this many slots per table
     keep_blocks False: add ox block sums to the totals at once, so ``add`` must be called
                 in increasing photon order. True: keep them (``blocks``) for a later
                 :func:`merge_block_sums`, so ranges may come in any order or from
                 several accumulators (distributed runs).
     """
     cdef readonly GroupIndex index
-    cdef readonly int n_threads
+    cdef readonly int n_threads, n_threads_asked, record_mask, maxrec
     cdef readonly bint records, finals, keep_blocks
-    cdef readonly object record_partials, final_partials, sums
+    cdef readonly object record_partials, slot_partials, final_partials, sums
     cdef readonly list blocks
     cdef object thresholds, cuts, pos
     cdef object blk_group, blk_sum, blk_n
     cdef Py_ssize_t next_start
 
-    def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, bint records=True,
-                 bint finals=True, bint keep_blocks=False):
+    def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
+                 bint finals=True, bint keep_blocks=False, maxrec=None):
         cdef Py_ssize_t G = len(index)
         self.index = index
-        self.n_threads = effective_threads(n_threads)
-        self.records, self.finals, self.keep_blocks = records, finals, keep_blocks
+        self.n_threads_asked = effective_threads(n_threads)
+        self.record_mask = _record_mask(records)
+        self.records, self.finals, self.keep_blocks = self.record_mask != 0, finals, keep_blocks
+        # Each thread fills its own partial table of G rows. With very many histories
+        # those tables (and their page faults and merge) cost more than a thread saves:
+        # only as many threads as have partials within PARTIALS_BUDGET bytes beyond the
+        # first (docs/kernels.md, "Memory"). The result is the same for any count.
+        cdef Py_ssize_t per_part = G * _row_bytes(self.records, finals, 16 if maxrec is None else int(maxrec))
+        self.n_threads = max(1, min(self.n_threads_asked, 1 + PARTIALS_BUDGET // max(1, per_part)))
         self.thresholds = np.ascontiguousarray(thresholds, dtype=np.int64)
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
             raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
-        self.record_partials = new_record_partials(G if records else 0, self.n_threads)
+        self.record_partials = new_record_partials(G if self.records else 0, self.n_threads)
+        self.maxrec = -1
+        self.slot_partials = None
+        if maxrec is not None:
+            self._set_maxrec(int(maxrec))
         self.final_partials = new_final_partials(G if finals else 0, self.n_threads)
         self.sums = np.zeros(G if finals else 0)
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
         self.blk_group = self.blk_sum = self.blk_n = None
         self.next_start = 0
+
+    cdef _set_maxrec(self, int maxrec):
+        if maxrec < 0:
+            raise ValueError(f"maxrec must be >= 0, got {maxrec}")
+        if self.maxrec >= 0:
+            if maxrec != self.maxrec:
+                raise ValueError(f"maxrec differs: the accumulator has {self.maxrec}, the records {maxrec}")
+            return
+        self.maxrec = maxrec
+        self.slot_partials = new_slot_partials(len(self.index) if self.records else 0, self.n_threads, maxrec)
 
     cdef _block_scratch(self, Py_ssize_t nblocks):
         cdef Py_ssize_t cap = max(1, min(_SUM_BLOCK, len(self.index)))
@@ -175,7 +203,7 @@ cdef class DeviationAccumulator:
         if stop == start:
             return
         memset(&x, 0, sizeof(x))
-        x.records, x.finals = self.records, self.finals
+        x.rmask, x.finals = self.record_mask, self.finals
         x.sa, x.sas = <const char*>&seq_a[0], seq_a.strides[0]
         x.sb, x.sbs = <const char*>&seq_b[0], seq_b.strides[0]
         if self.records:
@@ -183,6 +211,7 @@ cdef class DeviationAccumulator:
             _check_records(rxa, rxb, seq_a, seq_b)
             x.ra, x.ras, x.rb, x.rbs = <const char*>&rxa[0, 0, 0, 0], rxa.strides[0], \
                 <const char*>&rxb[0, 0, 0, 0], rxb.strides[0]
+            self._set_maxrec(rxa.shape[1])
             x.maxrec = rxa.shape[1]
         if self.finals:
             oxa, oxb = ox_a, ox_b
@@ -205,11 +234,12 @@ cdef class DeviationAccumulator:
         cdef int64_t missing = 0
         saved = None
         if self.n_threads * G * (RECORD_DTYPE.itemsize + FINAL_DTYPE.itemsize) <= 16 * (stop - start):
-            saved = (self.record_partials.copy(), self.final_partials.copy())
+            saved = (self.record_partials.copy(), self.final_partials.copy(),
+                     None if self.slot_partials is None else self.slot_partials.copy())
         else:
             with nogil:
                 for b in prange(_n_blocks(start, stop, WORK_BLOCK), schedule="dynamic",
-                                num_threads=self.n_threads):
+                                num_threads=self.n_threads_asked):
                     bs = start + b * WORK_BLOCK
                     missing += _count_unknown(&x, bs, min(bs + WORK_BLOCK, stop))
             if missing:
@@ -220,6 +250,11 @@ cdef class DeviationAccumulator:
         self._block_scratch(nblocks)
         # row (t, g) of a (P, G) partial table is rows[t * G + g]; a disabled table has no rows
         cdef _RecordRow* rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
+        cdef uint16_t[:, :, :, ::1] slot_view
+        cdef uint16_t* slot = NULL
+        if self.records and G and x.maxrec:
+            slot_view = self.slot_partials
+            slot = &slot_view[0, 0, 0, 0]
         cdef _FinalRow* fin = _final_rows(self.final_partials, 0) if self.finals and G else NULL
         cdef int32_t[:, ::1] pos = self.pos
         cdef int32_t[:, ::1] bg = self.blk_group
@@ -232,12 +267,14 @@ cdef class DeviationAccumulator:
                 t = cyext_thread_id()
                 bs = start + b * _SUM_BLOCK
                 _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec + t * G if rec else NULL,
-                                 fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
+                                 slot + t * G * x.maxrec * _SLOT_LANES if slot else NULL, fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
                                  &unk[t])
         if unknown.any():
             if saved is not None:
                 np.copyto(self.record_partials, saved[0])
                 np.copyto(self.final_partials, saved[1])
+                if saved[2] is not None:
+                    np.copyto(self.slot_partials, saved[2])
             raise ValueError(f"{int(unknown.sum())} aligned photons of [{start}, {stop}) have a history that "
                              "is not in the index; nothing was added")
         if self.finals:
@@ -249,22 +286,64 @@ cdef class DeviationAccumulator:
                 _add_block_sums(self.sums, bg, bsum, bn, nblocks)
         self.next_start = stop
 
-    def result(self):
-        """Merged aggregates, row g = group g: ``records`` (G,) RECORD_DTYPE (with
-        ``records``), ``finals`` (G,) FINAL_DTYPE and ``sums`` (G,) float64 (with
+    def result(self, bint copy=True):
+        """Merged aggregates, row g = group g (with ``copy`` False and one thread's partials,
+        ``records`` and ``finals`` are views of the accumulator's own tables, no copy: for
+        callers that add nothing more). ``records`` (G,) RECORD_DTYPE and ``slots``
+        (G, 3, maxrec) uint16, the per-slot maxima of each record table (with ``records``;
+        maxrec 0 when no records were seen and none was given), ``finals`` (G,)
+        FINAL_DTYPE and ``sums`` (G,) float64 (with
         ``finals``; with keep_blocks ``blocks`` instead of ``sums``: the (block, groups,
         partial sums) for merge_block_sums). Partial results of several accumulators
         merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
         if self.records:
-            out["records"] = merge_record_partials(self.record_partials)
+            if not copy and self.record_partials.shape[0] == 1:
+                out["records"] = self.record_partials[0]
+            else:
+                out["records"] = merge_record_partials(self.record_partials)
+            if self.slot_partials is None:
+                out["slots"] = np.zeros((len(self.index), 3, 0), dtype=np.uint16)
+            else:
+                out["slots"] = merge_slot_partials(self.slot_partials, self.record_mask)
         if self.finals:
-            out["finals"] = merge_final_partials(self.final_partials)
+            if not copy and self.final_partials.shape[0] == 1:
+                out["finals"] = self.final_partials[0]
+            else:
+                out["finals"] = merge_final_partials(self.final_partials)
             if self.keep_blocks:
                 out["blocks"] = list(self.blocks)
             else:
                 out["sums"] = self.sums.copy()
         return out
+
+
+#: bytes of per-thread partial tables a DeviationAccumulator may add beyond its first
+#: thread's: with more histories it runs on fewer threads (at least one)
+PARTIALS_BUDGET = 64 << 20
+
+
+cdef Py_ssize_t _row_bytes(bint records, bint finals, int maxrec):
+    """Bytes one group takes in one thread's partial tables."""
+    cdef Py_ssize_t n = sizeof(int32_t)  # its block position (pos)
+    if records:
+        n += sizeof(_RecordRow) + maxrec * _SLOT_LANES * sizeof(uint16_t)
+    if finals:
+        n += sizeof(_FinalRow)
+    return n
+
+
+cdef int _record_mask(records) except -1:
+    """Bit k set for each record table to compute: True = all, False/None = none, or names."""
+    if records is True:
+        return 7
+    if records is False or records is None:
+        return 0
+    names = tuple(records)
+    unknown = [t for t in names if t not in RECORD_TABLES]
+    if unknown:
+        raise ValueError(f"records: unknown record tables {unknown}; they are {RECORD_TABLES}")
+    return sum(1 << k for k, t in enumerate(RECORD_TABLES) if t in names)
 
 
 cdef void _add_block_sums(double[::1] sums, int32_t[:, ::1] bg, double[:, ::1] bsum, int64_t[::1] bn,

@@ -62,10 +62,17 @@ cdef _FinalRow* _final_rows(object partials, Py_ssize_t part) except NULL:
 def new_final_partials(Py_ssize_t n_groups, int n_parts):
     """Empty partial tables (n_parts, n_groups) of FINAL_DTYPE: counts 0, argmax -1,
     max -inf, min +inf."""
-    agg = np.zeros((n_parts, n_groups), dtype=FINAL_DTYPE)
-    agg["argmax"] = -1
-    agg["max"] = -np.inf
-    agg["min"] = np.inf
+    agg = np.empty((n_parts, n_groups), dtype=FINAL_DTYPE)
+    cdef Py_ssize_t j, n = n_parts * n_groups
+    cdef _FinalRow* row
+    if n:
+        row = _final_rows(agg.reshape(1, n), 0)
+        with nogil:
+            memset(row, 0, n * sizeof(_FinalRow))
+            for j in range(n):
+                row[j].argmax = -1
+                row[j].max = -INFINITY
+                row[j].min = INFINITY
     return agg
 
 
@@ -79,15 +86,32 @@ cdef _check_finals(const float[:, :, :] ox, str name, Py_ssize_t n):
 def merge_final_partials(partials):
     """(P, G) FINAL_DTYPE partials -> (G,) FINAL_DTYPE: counts add, max/min combine,
     argmax is the lowest photon index among the parts that reach the max (-1 where no
-    part saw a non-NaN deviation)."""
-    p = np.asarray(partials, dtype=FINAL_DTYPE)
-    out = np.empty(p.shape[1:], dtype=FINAL_DTYPE)
-    for name in ("nitem", "nnan", "ndisc"):
-        out[name] = p[name].sum(axis=0)
-    out["max"] = p["max"].max(axis=0)
-    out["min"] = p["min"].min(axis=0)
-    out["argmax"] = _merge_argmax(p["max"], out["max"], p["argmax"])
-    return out
+    part saw a non-NaN deviation). One sequential pass in C."""
+    p = np.ascontiguousarray(partials, dtype=FINAL_DTYPE)
+    if p.ndim != 2:
+        raise ValueError(f"final partials must be (P, G), got {p.shape}")
+    cdef Py_ssize_t P = p.shape[0], G = p.shape[1], k, g
+    cdef int j
+    out = new_final_partials(G, 1)
+    cdef _FinalRow* o
+    cdef _FinalRow* x
+    if G and P:
+        o = _final_rows(out, 0)
+        x = _final_rows(p, 0)
+        with nogil:
+            for k in range(P):
+                for g in range(G):
+                    o[g].nitem += x[k * G + g].nitem
+                    o[g].nnan += x[k * G + g].nnan
+                    for j in range(3):
+                        o[g].ndisc[j] += x[k * G + g].ndisc[j]
+                    if x[k * G + g].min < o[g].min:
+                        o[g].min = x[k * G + g].min
+                    if x[k * G + g].max > o[g].max or (x[k * G + g].max == o[g].max
+                                                       and x[k * G + g].argmax < o[g].argmax):
+                        o[g].max = x[k * G + g].max
+                        o[g].argmax = x[k * G + g].argmax
+    return out[0]
 
 
 # ------------------------------------------------------------------ layouts

@@ -50,8 +50,6 @@ cdef class GroupIndex:
 
     def __init__(self, codes):
         codes = np.ascontiguousarray(codes, dtype=np.uint64)
-        if len(np.unique(codes)) != len(codes):
-            raise ValueError("GroupIndex: codes must be distinct")
         self.codes = codes
         cdef Py_ssize_t cap = _capacity_for(len(codes))
         self.slot_code = np.zeros(cap, dtype=np.uint64)
@@ -60,10 +58,18 @@ cdef class GroupIndex:
         cdef const uint64_t[::1] c = codes
         cdef Py_ssize_t i
         cdef int64_t h
-        for i in range(len(codes)):
-            h = _find_slot(&self.slot_code[0], &self.slot_entry[0], self.mask, c[i])
-            self.slot_code[h] = c[i]
-            self.slot_entry[h] = <int32_t>i
+        cdef Py_ssize_t n = len(codes)
+        cdef bint repeated = False
+        with nogil:
+            for i in range(n):
+                h = _find_slot(&self.slot_code[0], &self.slot_entry[0], self.mask, c[i])
+                if self.slot_entry[h] >= 0:  # the code is there already
+                    repeated = True
+                    break
+                self.slot_code[h] = c[i]
+                self.slot_entry[h] = <int32_t>i
+        if repeated:
+            raise ValueError("GroupIndex: codes must be distinct")
 
     def __len__(self):
         return len(self.codes)

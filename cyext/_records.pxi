@@ -10,6 +10,8 @@ RECORD_TABLES = ("rpost", "rtime", "rpol")
 #: larger than any |difference| of two stored values (int16: at most 65535), so the
 #: first photon of a group sets its min
 RECORD_MIN_START = 65536
+cdef enum:
+    _RECORD_MIN_START = 65536
 
 # One group's row of a record partial table, as C sees it; RECORD_DTYPE is the same
 # row for numpy (checked when the module is imported, see _check_layouts).
@@ -98,15 +100,116 @@ cdef extern from *:
                                                     int32_t* d) noexcept nogil
 
 
+#: uint16 lanes of a slot-maxima row per record slot: |A - B| of x, y, z, t (q0 words),
+#: then of the polarization x, y, z and wavelength bytes (q1 bytes 0..3, widened)
+cdef enum:
+    _SLOT_LANES = 8
+
+
+cdef extern from *:
+    """
+    /* Per-photon record deviations AND per-slot maxima in one pass over the slots, for
+       the record tables in ``mask`` (bit 0 rpost, 1 rtime, 2 rpol; the others are not
+       computed). d[k] = max over slots of table k (as cyext_record_deviation).
+       ``slots`` is the photon's group's row, maxrec x 8 uint16 lanes (x, y, z, t, pol x,
+       y, z, wavelength): each becomes max(itself, this photon's |A - B| there); the
+       tables' per-slot maxima are taken over the lanes when the partials are merged
+       (merge_slot_partials). ``mask`` is a compile-time constant in each of the seven
+       specialisations below. */
+    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
+                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
+    #include <emmintrin.h>
+    #if defined(__GNUC__)
+    #define CYEXT_INLINE static inline __attribute__((always_inline))
+    #else
+    #define CYEXT_INLINE static __forceinline
+    #endif
+    /* unsigned 16-bit max in SSE2: a + (b -sat a) */
+    #define CYEXT_MAXU16(x, y) _mm_adds_epu16((x), _mm_subs_epu16((y), (x)))
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
+                                           uint16_t *slots, int32_t *d, const int mask) {
+        const __m128i zero = _mm_setzero_si128();
+        __m128i acc = zero;
+        for (int r = 0; r < maxrec; r++) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * r));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * r));
+            /* lanes 0..3: |a - b| of the q0 words (max - min of int16 fits a uint16);
+               lanes 4..7: of the q1 bytes 0..3 (pol x, y, z, wavelength), widened */
+            __m128i v = _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb));
+            if (mask & 4) {
+                __m128i d8 = _mm_or_si128(_mm_subs_epu8(va, vb), _mm_subs_epu8(vb, va));
+                v = _mm_unpacklo_epi64(v, _mm_unpackhi_epi8(d8, zero));
+            }
+            __m128i *row = (__m128i *)(slots + 8 * r);
+            _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), v));
+            acc = CYEXT_MAXU16(acc, v);
+        }
+        /* lane 0 = max(x, y, z), lane 4 = max(pol x, y, z), lane 3 = t */
+        __m128i m = CYEXT_MAXU16(CYEXT_MAXU16(acc, _mm_srli_si128(acc, 2)), _mm_srli_si128(acc, 4));
+        if (mask & 1) d[0] = _mm_extract_epi16(m, 0);
+        if (mask & 2) d[1] = _mm_extract_epi16(acc, 3);
+        if (mask & 4) d[2] = _mm_extract_epi16(m, 4);
+    }
+    #else
+    #define CYEXT_INLINE static inline
+    CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
+                                           uint16_t *slots, int32_t *d, const int mask) {
+        const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
+        uint16_t m0 = 0, m1 = 0, m2 = 0;
+        for (int r = 0; r < maxrec; r++) {
+            uint16_t *row = slots + 8 * r;
+            for (int c = 0; c < 4; c++) {
+                if (c < 3 ? !(mask & 1) : !(mask & 2)) continue;
+                int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
+                uint16_t ax = (uint16_t)(x < 0 ? -x : x);
+                if (ax > row[c]) row[c] = ax;
+                if (c < 3) { if (ax > m0) m0 = ax; } else if (ax > m1) m1 = ax;
+            }
+            if (mask & 4) {
+                for (int c = 0; c < 3; c++) {
+                    uint8_t ua = a8[16 * r + 8 + c], ub = b8[16 * r + 8 + c];
+                    uint16_t ax = (uint16_t)(ua > ub ? ua - ub : ub - ua);
+                    if (ax > row[4 + c]) row[4 + c] = ax;
+                    if (ax > m2) m2 = ax;
+                }
+            }
+        }
+        if (mask & 1) d[0] = m0;
+        if (mask & 2) d[1] = m1;
+        if (mask & 4) d[2] = m2;
+    }
+    #endif
+    /* one specialisation per table mask: only the asked tables' work is compiled in */
+    static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec,
+                                          uint16_t *slots, int32_t *d, int mask) {
+        switch (mask) {
+        case 1: cyext_record_slots_t(a, b, maxrec, slots, d, 1); break;
+        case 2: cyext_record_slots_t(a, b, maxrec, slots, d, 2); break;
+        case 3: cyext_record_slots_t(a, b, maxrec, slots, d, 3); break;
+        case 4: cyext_record_slots_t(a, b, maxrec, slots, d, 4); break;
+        case 5: cyext_record_slots_t(a, b, maxrec, slots, d, 5); break;
+        case 6: cyext_record_slots_t(a, b, maxrec, slots, d, 6); break;
+        case 7: cyext_record_slots_t(a, b, maxrec, slots, d, 7); break;
+        default: break;
+        }
+    }
+    """
+    void _record_slots "cyext_record_slots"(const int16_t* a, const int16_t* b, int maxrec,
+                                            uint16_t* slots, int32_t* d, int mask) noexcept nogil
+
+
 cdef inline void _record_update(_RecordRow* row, const int32_t* d, const int64_t* thr,
-                                Py_ssize_t i) noexcept nogil:
-    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row;
-    ``thr`` (3 tables x 3 levels): beyond level j of table k when d[k] >= thr[3k + j]."""
+                                Py_ssize_t i, int mask) noexcept nogil:
+    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row,
+    for the tables in ``mask`` (bit k = table k); ``thr`` (3 tables x 3 levels): beyond
+    level j of table k when d[k] >= thr[3k + j]."""
     cdef int k
     cdef _RecordTable* t
     cdef int64_t x
     row.nitem += 1
     for k in range(3):
+        if not (mask >> k) & 1:
+            continue
         t = &row.table[k]
         x = d[k]
         t.ndisc[0] += x >= thr[3 * k]
@@ -126,36 +229,132 @@ cdef _RecordRow* _record_rows(object partials, Py_ssize_t part) except NULL:
     return <_RecordRow*>&raw[part, 0]
 
 
+cdef void _clear_record_rows(_RecordRow* row, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef int k
+    memset(row, 0, n * sizeof(_RecordRow))
+    for j in range(n):
+        for k in range(3):
+            row[j].table[k].max = -1
+            row[j].table[k].min = _RECORD_MIN_START
+            row[j].table[k].argmax = -1
+
+
 def new_record_partials(Py_ssize_t n_groups, int n_parts):
     """Empty partial tables (n_parts, n_groups) of RECORD_DTYPE: counts 0, max -1,
     min RECORD_MIN_START, argmax -1."""
-    agg = np.zeros((n_parts, n_groups), dtype=RECORD_DTYPE)
-    for t in RECORD_TABLES:
-        agg[t]["max"] = -1
-        agg[t]["min"] = RECORD_MIN_START
-        agg[t]["argmax"] = -1
+    agg = np.empty((n_parts, n_groups), dtype=RECORD_DTYPE)
+    cdef Py_ssize_t n = n_parts * n_groups
+    cdef _RecordRow* row
+    if n:
+        row = _record_rows(agg.reshape(1, n), 0)
+        with nogil:
+            _clear_record_rows(row, n)
     return agg
 
 
-cdef _merge_argmax(parts_max, merged_max, parts_argmax):
-    """Photon of the merged max: the lowest index among the parts that reach it (-1 if none)."""
-    at_max = np.where(parts_max == merged_max[None], parts_argmax, np.iinfo(np.int64).max)
-    return at_max.min(axis=0)
+cdef inline void _merge_record_row(_RecordRow* o, const _RecordRow* x) noexcept nogil:
+    """Row ``x`` into row ``o``: counts and sums add, max/min combine, the max keeps the
+    lowest photon index among the rows that reach it."""
+    cdef int k, j
+    cdef _RecordTable* t
+    cdef const _RecordTable* u
+    o.nitem += x.nitem
+    for k in range(3):
+        t, u = &o.table[k], &x.table[k]
+        for j in range(3):
+            t.ndisc[j] += u.ndisc[j]
+        t.sum += u.sum
+        if u.min < t.min:
+            t.min = u.min
+        if u.max > t.max or (u.max == t.max and u.argmax < t.argmax):
+            t.max = u.max
+            t.argmax = u.argmax
 
 
 def merge_record_partials(partials):
     """(P, G) RECORD_DTYPE partials -> (G,) RECORD_DTYPE: counts and sums add, max/min
-    combine, argmax is the lowest photon index among the parts that reach the max."""
-    partials = np.asarray(partials, dtype=RECORD_DTYPE)
-    out = np.empty(partials.shape[1:], dtype=RECORD_DTYPE)
-    out["nitem"] = partials["nitem"].sum(axis=0)
-    for t in RECORD_TABLES:
-        p, o = partials[t], out[t]
-        o["ndisc"] = p["ndisc"].sum(axis=0)
-        o["sum"] = p["sum"].sum(axis=0)
-        o["max"] = p["max"].max(axis=0)
-        o["min"] = p["min"].min(axis=0)
-        o["argmax"] = _merge_argmax(p["max"], o["max"], p["argmax"])
+    combine, argmax is the lowest photon index among the parts that reach the max.
+    One sequential pass in C, no temporaries beyond the output."""
+    partials = np.ascontiguousarray(partials, dtype=RECORD_DTYPE)
+    if partials.ndim != 2:
+        raise ValueError(f"record partials must be (P, G), got {partials.shape}")
+    cdef Py_ssize_t P = partials.shape[0], G = partials.shape[1], p, g
+    out = new_record_partials(G, 1)
+    cdef _RecordRow* o
+    cdef _RecordRow* x
+    if G and P:
+        o = _record_rows(out, 0)
+        x = _record_rows(partials, 0)
+        with nogil:
+            for p in range(P):  # part order; the result does not depend on it
+                for g in range(G):
+                    _merge_record_row(o + g, x + p * G + g)
+    return out[0]
+
+
+#: the lanes of a slot-maxima row that make each record table (RECORD_TABLES order)
+SLOT_LANES = ((0, 1, 2), (3,), (4, 5, 6))
+
+
+def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec):
+    """Empty per-slot maxima (n_parts, n_groups, maxrec, 8) uint16: lane c of slot r of a
+    group is the largest |A - B| of its photons there, in stored counts (lanes x, y, z, t,
+    pol x, y, z, wavelength; 0: no photon yet). SLOT_LANES say which lanes make a table."""
+    return np.zeros((n_parts, n_groups, maxrec, _SLOT_LANES), dtype=np.uint16)
+
+
+def merge_slot_partials(partials, int mask=7):
+    """(P, G, maxrec, 8) lane maxima -> (G, 3, maxrec) uint16 per-slot maxima of the record
+    tables (RECORD_TABLES order): the max over the parts and over each table's lanes
+    (exact, in any order); a table not in ``mask`` (bit k = table k) stays 0."""
+    partials = np.ascontiguousarray(partials, dtype=np.uint16)
+    if partials.ndim != 4 or partials.shape[3] != _SLOT_LANES:
+        raise ValueError(f"slot partials must be (P, G, maxrec, {_SLOT_LANES}), got {partials.shape}")
+    cdef Py_ssize_t P = partials.shape[0], G = partials.shape[1], R = partials.shape[2]
+    out = np.zeros((G, 3, R), dtype=np.uint16)
+    if not (P and G and R):
+        return out
+    cdef const uint16_t[:, :, :, ::1] x = partials
+    cdef uint16_t[:, :, ::1] o = out
+    cdef Py_ssize_t p, g, r
+    cdef uint16_t m0, m1, m2
+    with nogil:
+        for g in range(G):
+            for r in range(R):
+                m0 = m1 = m2 = 0
+                for p in range(P):
+                    m0 = max(m0, x[p, g, r, 0], x[p, g, r, 1], x[p, g, r, 2])
+                    m1 = max(m1, x[p, g, r, 3])
+                    m2 = max(m2, x[p, g, r, 4], x[p, g, r, 5], x[p, g, r, 6])
+                o[g, 0, r] = m0 if mask & 1 else 0
+                o[g, 1, r] = m1 if mask & 2 else 0
+                o[g, 2, r] = m2 if mask & 4 else 0
+    return out
+
+
+def worst_slots(slots, records):
+    """(G, 3) int64: per group and record table, the lowest slot whose maximum in
+    ``slots`` (G, 3, maxrec) equals the table's max in ``records`` (G,) RECORD_DTYPE;
+    -1 when none (a group without photons)."""
+    cdef const uint16_t[:, :, ::1] sl = np.ascontiguousarray(slots, dtype=np.uint16)
+    rec = np.ascontiguousarray(records, dtype=RECORD_DTYPE)
+    cdef Py_ssize_t G = sl.shape[0], R = sl.shape[2], g, r
+    if sl.shape[1] != 3 or rec.shape[0] != G:
+        raise ValueError(f"slots must be (G, 3, maxrec) and records (G,), got {tuple(slots.shape)}, {rec.shape}")
+    out = np.full((G, 3), -1, dtype=np.int64)
+    cdef int64_t[:, ::1] o = out
+    cdef _RecordRow* row
+    cdef int k
+    if G:
+        row = _record_rows(rec.reshape(1, G), 0)
+        with nogil:
+            for g in range(G):
+                for k in range(3):
+                    for r in range(R):
+                        if sl[g, k, r] == row[g].table[k].max:
+                            o[g, k] = r
+                            break
     return out
 
 

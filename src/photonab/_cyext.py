@@ -7,7 +7,16 @@ there instead of keeping copies.
 """
 from __future__ import annotations
 
+import os
+
 from .errors import InputError
+
+# OpenMP threads that wait at the end of a parallel region sleep instead of spinning:
+# on a shared machine a spinning thread takes the core a descheduled worker needs, and
+# two threads ran slower than one (docs/kernels.md, "Threads on a loaded machine").
+# libgomp reads this once, when it is loaded with cyext, so it is set before the import;
+# a user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def load():

@@ -123,11 +123,16 @@ class AlignedAggregate(DeviationAggregate):
         return [seqhis.hex128(int(lo), int(hi)) for lo, hi in zip(self.codes, self.code_hi)]
 
     def select(self, keep) -> "AlignedAggregate":
-        return AlignedAggregate(self.table, **{f.name: getattr(self, f.name)[keep] for f in fields(self)
+        return AlignedAggregate(self.table, **{f.name: _rows(getattr(self, f.name), keep) for f in fields(self)
                                                if f.name not in ("table", "cuts")}, cuts=self.cuts)
 
     def nonempty(self) -> "AlignedAggregate":
         return self.select(self.nitem > 0)
+
+
+def _rows(values, keep):
+    """Rows ``keep`` of a per-row field; None stays None (slot_max, worst_slot: record tables only)."""
+    return None if values is None else values[keep]
 
 
 def _aggregates(rows, sums, lo, hi, tables, cuts) -> dict[str, AlignedAggregate]:

@@ -55,29 +55,50 @@ class DeviationAggregate:
     sum: np.ndarray
     argmax: np.ndarray  # int64 (G,)
     cuts: TableCuts
+    # record tables only (None for ox): slot_max[g, r] is the largest slot-r deviation of
+    # history g's photons in stored counts (slot 0 = the source, 1 = the first step, ...;
+    # 0 for a history without photons); worst_slot[g] the lowest slot reaching max[g]
+    # (-1 when none: no photon). docs/event-format.md, section 5.
+    slot_max: np.ndarray | None = None  # uint16 (G, maxrec)
+    worst_slot: np.ndarray | None = None  # int64 (G,)
 
     def nonempty(self) -> "DeviationAggregate":
         """Only histories with at least one aligned photon."""
         keep = self.nitem > 0
-        return DeviationAggregate(self.table, **{f.name: getattr(self, f.name)[keep] for f in fields(self)
+        return DeviationAggregate(self.table, **{f.name: _rows(getattr(self, f.name), keep) for f in fields(self)
                                                  if f.name not in ("table", "cuts")}, cuts=self.cuts)
 
     def equals(self, other: "DeviationAggregate") -> bool:
         return self.table == other.table and all(
-            np.array_equal(getattr(self, f.name), getattr(other, f.name), equal_nan=True)
+            _same(getattr(self, f.name), getattr(other, f.name))
             for f in fields(self) if f.name not in ("table", "cuts"))
 
 
-def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCuts) -> DeviationAggregate:
-    """Rows of several aggregates (e.g. one per history row) as one aggregate."""
+def _rows(values, keep):
+    return None if values is None else values[keep]
+
+
+def _same(x, y) -> bool:
+    if x is None or y is None:
+        return x is y
+    return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+
+
+def concat_aggregates(parts: list[DeviationAggregate], table: str, cuts: TableCuts,
+                      maxrec: int = 0) -> DeviationAggregate:
+    """Rows of several aggregates (e.g. one per history row) as one aggregate; ``maxrec``
+    gives the slot count of an empty record table."""
     names = [f.name for f in fields(DeviationAggregate) if f.name not in ("table", "cuts")]
     if not parts:
         floats = ("max", "min", "sum") if table == "ox" else ()  # ox deviations are physical floats
         empty = {n: np.zeros((0, 3) if n == "ndisc" else 0,
                              np.uint64 if n == "codes" else np.float64 if n in floats else np.int64)
-                 for n in names}
+                 for n in names if n not in ("slot_max", "worst_slot")}
+        if table != "ox":
+            empty.update(slot_max=np.zeros((0, maxrec), np.uint16), worst_slot=np.zeros(0, np.int64))
         return DeviationAggregate(table, **empty, cuts=cuts)
-    return DeviationAggregate(table, **{n: np.concatenate([getattr(p, n) for p in parts]) for n in names},
+    return DeviationAggregate(table, **{n: None if getattr(parts[0], n) is None
+                                        else np.concatenate([getattr(p, n) for p in parts]) for n in names},
                               cuts=cuts)
 
 

@@ -47,13 +47,13 @@ class CythonEngine:
                    progress=no_progress) -> dict[str, DeviationAggregate]:
         acc = self.cyext.DeviationAccumulator(
             self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, self.n_threads,
-            records=any(t in tables for t in RECORD_TABLES), finals="ox" in tables)
+            records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables, maxrec=pair.a.rx.shape[1])
         a, b = pair.a, pair.b
         with progress(pair.n, "deviations") as bar:
             for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
                 acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
                 bar.update(stop - start)
-        return aggregates_from_result(acc.result(), groups, cuts, tables)
+        return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
     def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
         """See :meth:`photonab.engines.base.Engine.chase`: the cyext chase kernel."""
@@ -68,15 +68,19 @@ class CythonEngine:
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
     """The tables' aggregates from a merged DeviationAccumulator result, field by field:
     ``records`` rows (cyext.RECORD_DTYPE: nitem, then per record table ndisc, max, min,
-    sum, argmax), ``finals`` rows (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
+    sum, argmax), the per-slot maxima ``slots`` (G, 3, maxrec), ``finals`` rows
+    (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
-    for table in RECORD_TABLES:
+    if any(t in tables for t in RECORD_TABLES):
+        rec, slots = result["records"], result["slots"]
+        nitem, nnan = rec["nitem"], np.zeros(len(codes), np.int64)  # shared by the record tables
+        worst = cyext_worst_slots(slots, rec)
+    for k, table in enumerate(RECORD_TABLES):
         if table in tables:
-            rec = result["records"]
-            out[table] = DeviationAggregate(table, codes, nitem=_field(rec, "nitem"),
-                                            nnan=np.zeros(len(codes), np.int64), cuts=cuts[table],
-                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"))
+            out[table] = DeviationAggregate(table, codes, nitem=nitem, nnan=nnan, cuts=cuts[table],
+                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"),
+                                            slot_max=slots[:, k, :], worst_slot=worst[:, k])
     if "ox" in tables:
         out["ox"] = DeviationAggregate("ox", codes, sum=result["sums"], cuts=cuts.ox,
                                        **_fields(result["finals"], "nitem", "nnan", "ndisc", "max", "min", "argmax"))
@@ -84,8 +88,14 @@ def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables)
 
 
 def _field(rows: np.ndarray, name: str) -> np.ndarray:
-    """One field of structured rows as a plain contiguous array."""
-    return np.ascontiguousarray(rows[name])
+    """One field of structured rows: a view, not a copy (with a million histories each
+    copy costs its page faults; the tables copy the rows they keep anyway)."""
+    return rows[name]
+
+
+def cyext_worst_slots(slots: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """(G, 3) lowest slot reaching each record table's max (-1: none), in C."""
+    return import_cyext().worst_slots(slots, records)
 
 
 def _fields(rows: np.ndarray, *names: str) -> dict[str, np.ndarray]:

@@ -181,10 +181,10 @@ def deviate(a_path: str, b_path: str, msli, start: int, stop: int, groups: np.nd
     def work(pair):
         cy = import_cyext()  # inside the task's error handling: a worker without it says so
         acc = cy.DeviationAccumulator(cy.GroupIndex(groups), thresholds, ox_cuts, n_threads,
-                                      records=records, finals=finals, keep_blocks=True)
+                                      records=records, finals=finals, keep_blocks=True, maxrec=pair.a.rx.shape[1])
         a, b = pair.a, pair.b
         acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
-        return {"ranges": [(start, stop)], **acc.result()}
+        return {"ranges": [(start, stop)], **acc.result(copy=False)}
 
     return _run_chunk("deviations", a_path, b_path, msli, start, stop, n_photons, before_task, work)
 
@@ -205,6 +205,7 @@ def merge_deviations(*parts: dict) -> dict:
     out = {"ranges": [r for p in parts for r in p["ranges"]]}
     if "records" in parts[0]:
         out["records"] = cy.merge_record_partials(np.stack([p["records"] for p in parts]))
+        out["slots"] = np.stack([p["slots"] for p in parts]).max(axis=0)  # per-slot maxima: exact in any order
     if "finals" in parts[0]:
         out["finals"] = cy.merge_final_partials(np.stack([p["finals"] for p in parts]))
         out["blocks"] = [blk for p in parts for blk in p["blocks"]]
@@ -530,7 +531,7 @@ class DaskEngine:
         # the groups go with every task (8 bytes a history): as a shared dependency they
         # would pin all the tasks to the one worker holding it
         args = (groups, cuts.record_thresholds(), np.asarray(cuts.ox.values, np.float64))
-        kwargs = {"records": any(t in tables for t in RECORD_TABLES), "finals": "ox" in tables}
+        kwargs = {"records": [t for t in RECORD_TABLES if t in tables], "finals": "ox" in tables}
         result = self._run(pair, "deviations", deviate, args, kwargs, merge_deviations,
                            (finish_deviations, len(groups)), progress)
         return aggregates_from_result(result, groups, cuts, tables)

@@ -23,17 +23,32 @@ def record_deviations(rx_a: np.ndarray, rx_b: np.ndarray) -> dict[str, np.ndarra
 
     Builds full int32 copies of the records, as the 2019 fix did with floats.
     """
-    ra = np.asarray(rx_a[:, :, 0, :], dtype=np.int32)
-    rb = np.asarray(rx_b[:, :, 0, :], dtype=np.int32)
-    diff = np.abs(ra - rb)
-    dev = {"rpost": diff[:, :, :3].max(axis=(1, 2), initial=0),
-           "rtime": diff[:, :, 3].max(axis=1, initial=0)}
-    del ra, rb, diff
-    # q1 viewed as 8 bytes: polarization x, y, z are bytes 0, 1, 2
-    pa = np.ascontiguousarray(rx_a[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
-    pb = np.ascontiguousarray(rx_b[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
-    dev["rpol"] = np.abs(pa - pb).max(axis=(1, 2), initial=0)
-    return dev
+    return {t: d.max(axis=1, initial=0).astype(np.int32)
+            for t, d in record_slot_deviations(rx_a, rx_b).items()}
+
+
+def record_slot_deviations(rx_a: np.ndarray, rx_b: np.ndarray, tables=("rpost", "rtime", "rpol")
+                           ) -> dict[str, np.ndarray]:
+    """Per-photon, per-slot deviations (N, maxrec) uint16 in stored counts of the record
+    ``tables``: slot r of a photon is max |sA - sB| over the table's components at slot r
+    (the photon's deviation is the max over its slots)."""
+    out = {}
+    if "rpost" in tables or "rtime" in tables:
+        ra = np.asarray(rx_a[:, :, 0, :], dtype=np.int32)
+        rb = np.asarray(rx_b[:, :, 0, :], dtype=np.int32)
+        diff = np.abs(ra - rb)
+        del ra, rb
+        if "rpost" in tables:
+            out["rpost"] = diff[:, :, :3].max(axis=2, initial=0).astype(np.uint16)
+        if "rtime" in tables:
+            out["rtime"] = diff[:, :, 3].astype(np.uint16)
+        del diff
+    if "rpol" in tables:
+        # q1 viewed as 8 bytes: polarization x, y, z are bytes 0, 1, 2
+        pa = np.ascontiguousarray(rx_a[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
+        pb = np.ascontiguousarray(rx_b[:, :, 1, :]).view(np.uint8)[..., :3].astype(np.int32)
+        out["rpol"] = np.abs(pa - pb).max(axis=2, initial=0).astype(np.uint16)
+    return out
 
 
 def final_deviation(ox_a: np.ndarray, ox_b: np.ndarray) -> np.ndarray:
@@ -43,11 +58,13 @@ def final_deviation(ox_a: np.ndarray, ox_b: np.ndarray) -> np.ndarray:
 
 
 def aggregate_rows(table: str, codes: np.ndarray, group_of_photon: np.ndarray, index: np.ndarray,
-                   deviation: np.ndarray, cuts: TableCuts) -> DeviationAggregate:
+                   deviation: np.ndarray, cuts: TableCuts, slot_deviation: np.ndarray | None = None
+                   ) -> DeviationAggregate:
     """Reference aggregation in numpy (used by the numpy and select engines).
 
     group_of_photon (k,) group number per photon, index (k,) its photon index in
-    increasing order, deviation (k,) per photon (int for record tables, float64 for ox).
+    increasing order, deviation (k,) per photon (int for record tables, float64 for ox),
+    slot_deviation (k, maxrec) per photon and slot (record tables; None for ox).
     """
     G = len(codes)
     is_float = deviation.dtype.kind == "f"
@@ -76,8 +93,14 @@ def aggregate_rows(table: str, codes: np.ndarray, group_of_photon: np.ndarray, i
     else:
         total = np.zeros(G, np.int64)
         np.add.at(total, g, d.astype(np.int64))
+    slot_max = worst_slot = None
+    if slot_deviation is not None:  # the per-slot maxima and the lowest slot reaching the row max
+        slot_max = np.zeros((G, slot_deviation.shape[1]), np.uint16)
+        np.maximum.at(slot_max, group_of_photon, slot_deviation.astype(np.uint16))
+        reaches = slot_max.astype(np.int64) == dmax[:, None]
+        worst_slot = np.where(reaches.any(axis=1), reaches.argmax(axis=1), -1).astype(np.int64)
     return DeviationAggregate(table, np.asarray(codes, np.uint64), nitem, ndisc, nnan, dmax, dmin, total,
-                              argmax, cuts)
+                              argmax, cuts, slot_max, worst_slot)
 
 
 def block_ordered_sum(G: int, group: np.ndarray, index: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -32,17 +32,17 @@ class SelectEngine(NumpyEngine):
             for code in pair.checked(groups):  # inputs unchanged before each row?
                 a, b, index = self.set_selection(pair, code)
                 dev = {}
-                if any(t in tables for t in RECORD_TABLES):
-                    dev.update(reference.record_deviations(a["rx"], b["rx"]))
+                slot = reference.record_slot_deviations(a["rx"], b["rx"], [t for t in tables if t in RECORD_TABLES])
+                dev.update({t: d.max(axis=1, initial=0).astype(np.int32) for t, d in slot.items()})
                 if "ox" in tables:
                     dev["ox"] = reference.final_deviation(a["ox"], b["ox"])
                 zero = np.zeros(len(index), np.intp)
                 for t in tables:
                     rows[t].append(reference.aggregate_rows(t, np.array([code], np.uint64), zero, index,
-                                                            dev[t], cuts[t]))
+                                                            dev[t], cuts[t], slot.get(t)))
                 del a, b  # reset the selection
                 bar.update()
-        return {t: concat_aggregates(rows[t], t, cuts[t]) for t in tables}
+        return {t: concat_aggregates(rows[t], t, cuts[t], pair.a.rx.shape[1]) for t in tables}
 
     @staticmethod
     def set_selection(pair: EventPair, code):

@@ -42,11 +42,16 @@ class NumpyEngine:
             dev["ox"] = reference.final_deviation(pair.a.ox, pair.b.ox)
         return dev
 
+    def per_slot(self, pair: EventPair, tables) -> dict[str, np.ndarray]:
+        """Per photon and record slot, the record tables' deviations (N, maxrec)."""
+        return reference.record_slot_deviations(pair.a.rx, pair.b.rx, [t for t in tables if t in RECORD_TABLES])
+
     def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
                    progress=no_progress) -> dict[str, DeviationAggregate]:
         sa, sb = np.asarray(pair.a.seqhis), np.asarray(pair.b.seqhis)
         aligned = sa == sb
         dev = self.per_photon(pair, tables)
+        slot = self.per_slot(pair, tables)
         pair.check_unchanged()
         rows = {t: [] for t in tables}
         with progress(len(groups), "history rows") as bar:
@@ -55,9 +60,11 @@ class NumpyEngine:
                 zero = np.zeros(len(idx), np.intp)
                 for t in tables:
                     rows[t].append(reference.aggregate_rows(t, np.array([code], np.uint64), zero, idx,
-                                                            dev[t][idx], cuts[t]))
+                                                            dev[t][idx], cuts[t],
+                                                            slot[t][idx] if t in slot else None))
                 bar.update()
-        return {t: concat_aggregates(rows[t], t, cuts[t]) for t in tables}
+        maxrec = pair.a.rx.shape[1]
+        return {t: concat_aggregates(rows[t], t, cuts[t], maxrec) for t in tables}
 
     def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
         """See :meth:`photonab.engines.base.Engine.chase` (numpy, in bounded chunks)."""
