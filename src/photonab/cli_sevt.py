@@ -158,7 +158,6 @@ def _tables_of(args) -> tuple[tuple[str, ...], bool]:
 
 
 def _preflight(args):
-    from .render.json import check_writable
     from .sevt_compare import ENGINES
     if args.engine not in ENGINES:
         raise InputError(f"--engine {args.engine}: SEvt pairs are compared with {' or '.join(ENGINES)} "
@@ -177,6 +176,7 @@ def _preflight(args):
     if args.chase and not args.aligned:
         raise InputError("--chase on SEvt pairs goes with --aligned (photon-by-photon deviations)")
     if args.json is not None:
+        from .render.json import check_writable
         check_writable(args.json)
     if args.plot is not None:
         from .render.plots import check_plot_path
