@@ -8,7 +8,7 @@ Methods, each measured in a fresh process (``python -m profiles.sevt case ...``)
 pair opened (memory-mapped) and everything imported first:
 
   cython   photonab.qcf.compare_histories(pair): the compiled 128-bit history kernel
-  numpy    the same with engine="numpy" (np.unique over 16-byte keys); identical table
+  numpy    the same with engine="numpy" (a stable lexsort of the uint64 words); identical table
   qcf.py   photonab.qcf_reference: a faithful re-implementation of Opticks' ana/qcf.py
            (|S96 label strings per photon, np.unique per side, the union, the
            per-union-row loop with np.where, float32 chi-square), labels included

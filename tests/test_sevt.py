@@ -260,7 +260,7 @@ def test_era_detection_tolerates_a_few_odd_photons(rng):
     odd = rng.random(len(words)) < 0.02  # MI first: not a source flag in 2020-12, TORCH in 2025-06
     words[odd, 0] = (words[odd, 0] & ~np.uint64(0xF)) | np.uint64(3)
     era, evidence = sevt.detect_era(words[:, 0])
-    assert era == "2020-12" and "% of 50000 sampled photons" in evidence
+    assert era == "2020-12" and "% of 65536 sampled photons" in evidence
     assert 97 < float(evidence.split("for ")[1].split("%")[0]) < 99
 
 

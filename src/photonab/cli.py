@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     location, threads, progress = _location_parent(), _threads_parent(), _progress_parent()
     pair, report = _pair_parent(), _report_parent()
+    from .cli_sevt import sevt_parent, synth_options  # SEvt folders (docs/sevt.md section 5)
     parser = _Parser(
         prog="photonab", description="Compare two optical-photon simulation events (A: GPU, B: Geant4) photon by "
         "photon: history table with chi-square, and rpost/rtime/rpol/ox deviation tables with levels.",
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     c = sub.add_parser("compare", help="compare event A with event B", epilog=EPILOG, formatter_class=fmt,
-                       parents=[pair, location, _msli_parent("both events"), threads, progress, report])
+                       parents=[pair, location, _msli_parent("both events"), threads, progress, report,
+                                sevt_parent()])
     c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="the built-in default: synthetic 1M-photon pair with faults, compared",
@@ -254,28 +256,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--photons", type=positive_count, default=DEMO_PHOTONS,
                    help="photons per event, k/M allowed (default 1M)")
     s.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same pair (default 0)")
-    s.add_argument("--misaligned", type=float, default=0.005, help="fraction of photons B re-draws (default 0.005)")
+    s.add_argument("--misaligned", type=float, default=None,
+                   help="fraction of photons B re-draws (default 0.005; --layout sevt: 0.002, aligned only)")
     s.add_argument("--fault", action="append", default=None, metavar="LABEL:KIND=AMOUNT",
                    help="inject a fault into B, e.g. 'TO BT BR BT SA:pos=0.05' (kinds pos mm, time ns, pol); "
                         "repeatable; default: the demo's faults")
     s.add_argument("--no-faults", action="store_true", help="inject no faults")
     s.add_argument("--nan", type=int, default=0, help="photons of B with a NaN in ox (default 0)")
-    s.add_argument("--maxrec", type=int, default=10, help="record slots per photon, 1..16 (default 10)")
+    s.add_argument("--maxrec", type=int, default=None,
+                   help="record slots per photon, 1..16 (default 10; --layout sevt: 1..32, default 32)")
+    synth_options(s)
     s.set_defaults(func=cmd_synth)
 
     r = sub.add_parser("run", help="compare a run of event pairs into combined tables, one summary line per event",
                        epilog=EPILOG, formatter_class=fmt,
-                       parents=[location, _msli_parent("every event"), threads, progress, report])
-    r.add_argument("pairs", nargs="*", metavar="A_DIR B_DIR", help="event folders, A then B, for each event")
+                       parents=[location, _msli_parent("every event"), threads, progress, report, sevt_parent()])
+    r.add_argument("pairs", nargs="*", metavar="A_DIR B_DIR",
+                   help="event folders, A then B, for each event; or one SEvt RUN folder (A000 B000 A001 ...)")
     r.add_argument("--tags", default=None, help="with --base: tags of A, e.g. 1-10 or 1,3,5")
     r.set_defaults(func=cmd_run)
 
     from .engines import ENGINES
     h = sub.add_parser("chase", help="list the photons behind a bad row, with their A and B records",
                        epilog=COLUMNS, formatter_class=fmt,
-                       parents=[pair, location, _msli_parent("both events"), threads, progress])
-    h.add_argument("--table", choices=TABLES, default="rpost",
-                   help="the deviation table whose deviations rank the photons (default rpost)")
+                       parents=[pair, location, _msli_parent("both events"), threads, progress,
+                                sevt_parent(compare=False)])
+    from .aligned import TABLES as ALIGNED_TABLES
+    h.add_argument("--table", choices=TABLES + tuple(t for t in ALIGNED_TABLES if t not in TABLES), default="rpost",
+                   help="the deviation table whose deviations rank the photons (default rpost; SEvt with "
+                        "--aligned: pos, time, mom, pol, wl, photon, rpost = pos)")
     h.add_argument("--history", default=None, metavar="PATTERN",
                    help="history label or pattern, e.g. 'TO BT BR BT SA', 'TO BT ..', '.6ccd' (default: all histories)")
     h.add_argument("--migrated", default=None, metavar="'A-PATTERN -> B-PATTERN'",
@@ -371,12 +380,21 @@ def _run_compare(args, pair: EventPair) -> int:
 
 
 def cmd_compare(args) -> int:
+    from . import cli_sevt
+    if cli_sevt.wants_sevt(args):
+        return cli_sevt.cmd_compare(args)
+    cli_sevt.refuse_sevt_options(args)
     _preflight(args)
     return _run_compare(args, _open_pair(args))
 
 
 def cmd_run(args) -> int:
+    from . import cli_sevt
     from .runs import compare_run, parse_tags
+    if args.pairs and cli_sevt.wants_sevt(argparse.Namespace(a_dir=args.pairs[0], b_dir=(args.pairs[1:] or [None])[0],
+                                                             index=None)):
+        return cli_sevt.cmd_run(args)
+    cli_sevt.refuse_sevt_options(args)
     _preflight(args)
     if args.chase:
         raise InputError("--chase works on one event: run `photonab chase A B ...` on the event of a bad row "
@@ -432,6 +450,15 @@ def cmd_demo(args) -> int:
 
 
 def cmd_synth(args) -> int:
+    if args.layout == "sevt":
+        from .cli_sevt import cmd_synth as synth_sevt
+        return synth_sevt(args)
+    for option, value in (("--unaligned", not args.aligned), ("--events", args.events != 1),
+                          ("--no-records", args.no_records)):
+        if value:
+            raise InputError(f"{option} goes with --layout sevt")
+    args.maxrec = 10 if args.maxrec is None else args.maxrec
+    args.misaligned = 0.005 if args.misaligned is None else args.misaligned
     from .synth import DEFAULT_FAULTS, synthesize
     faults = () if args.no_faults else (args.fault if args.fault is not None else DEFAULT_FAULTS)
     a_dir, b_dir = synthesize(args.out, args.photons, seed=args.seed, misaligned=args.misaligned,
@@ -444,6 +471,12 @@ def cmd_chase(args) -> int:
     from .chase import chase, chase_pattern
     from .comparison import check_photons
     from .cuts import Cuts
+    from . import cli_sevt
+    if cli_sevt.wants_sevt(args):
+        return cli_sevt.cmd_chase(args)
+    cli_sevt.refuse_sevt_options(args)
+    if args.table not in TABLES:
+        raise InputError(f"--table {args.table}: the 2019 layout's tables are {', '.join(TABLES)}")
     if args.migrated is not None:
         return _chase_migrated(args)
     if args.history is not None:

@@ -12,7 +12,7 @@ follows the C++ ``sseq_index_ab`` instead (dropouts left out of the chi-square).
 Definitions and the differences: docs/sevt.md, section 3.
 
 The counting runs in the compiled kernel (cyext.History128Counter) or, with
-``engine="numpy"``, in plain numpy (np.unique over 16-byte keys): both give the same
+``engine="numpy"``, in plain numpy (a stable lexsort of the uint64 words): both give the same
 table.
 """
 from __future__ import annotations
@@ -90,27 +90,43 @@ def count_cython(seqhis_a, seqhis_b, n_threads=None, chunk: int = 1 << 20, progr
     return HistoryCounts128(lo, hi, counts[:, 0], counts[:, 1], first[:, 0], first[:, 1])
 
 
+def _unique_words(lo: np.ndarray, hi: np.ndarray):
+    """Distinct (lo, hi) of one side sorted by (hi, lo), with counts and the first index of each.
+
+    One stable np.lexsort over the plain uint64 words (np.unique over 16-byte structured
+    keys compares them field by field in Python-level dtype code: 30x slower at 5M)."""
+    order = np.lexsort((lo, hi))  # stable: within a history, photons stay in index order
+    slo, shi = lo[order], hi[order]
+    new = np.ones(len(order), bool)
+    if len(order):
+        new[1:] = (slo[1:] != slo[:-1]) | (shi[1:] != shi[:-1])
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(order))).astype(np.int64)
+    return slo[starts], shi[starts], counts, order[starts].astype(np.int64)
+
+
 def count_numpy(seqhis_a, seqhis_b) -> HistoryCounts128:
-    """The same counts in plain numpy: np.unique over 16-byte keys per side, then the union."""
+    """The same counts in plain numpy: a stable lexsort of the uint64 words per side, then the union."""
     sa, sb = _check_words(seqhis_a, seqhis_b)
-    pair = np.dtype([("lo", "<u8"), ("hi", "<u8")])
-    uniq = []
-    for s in (sa, sb):
-        keys = np.ascontiguousarray(s).view(pair).ravel()
-        uniq.append(np.unique(keys, return_index=True, return_counts=True))
-    (ua, xa, na), (ub, xb, nb) = uniq
-    union = np.unique(np.concatenate([ua, ub]))
-    out = {}
-    for side, (u, x, k) in enumerate(((ua, xa, na), (ub, xb, nb))):
-        pos = np.searchsorted(union, u)
-        cnt = np.zeros(len(union), np.int64)
-        first = np.full(len(union), -1, np.int64)
-        cnt[pos], first[pos] = k, x
-        out[side] = (cnt, first)
-    lo, hi = union["lo"].copy(), union["hi"].copy()
-    order = np.lexsort((lo, hi))  # np.unique sorts the structured keys by (lo, hi): re-sort as the kernel
-    return HistoryCounts128(lo[order], hi[order], out[0][0][order], out[1][0][order],
-                            out[0][1][order], out[1][1][order])
+    sides = [_unique_words(np.ascontiguousarray(s[:, 0]), np.ascontiguousarray(s[:, 1])) for s in (sa, sb)]
+    lo = np.concatenate([sides[0][0], sides[1][0]])
+    hi = np.concatenate([sides[0][1], sides[1][1]])
+    order = np.lexsort((lo, hi))
+    slo, shi = lo[order], hi[order]
+    new = np.ones(len(order), bool)
+    if len(order):
+        new[1:] = (slo[1:] != slo[:-1]) | (shi[1:] != shi[:-1])
+    group = np.cumsum(new) - 1  # union row of each (side, history) entry, in sorted order
+    g = int(new.sum())
+    cnt = np.zeros((2, g), np.int64)
+    first = np.full((2, g), -1, np.int64)
+    na = len(sides[0][0])
+    for side, (_, _, k, x) in enumerate(sides):
+        mine = (order < na) if side == 0 else (order >= na)
+        pos = order[mine] - (0 if side == 0 else na)
+        cnt[side, group[mine]] = k[pos]
+        first[side, group[mine]] = x[pos]
+    return HistoryCounts128(slo[new], shi[new], cnt[0], cnt[1], first[0], first[1])
 
 
 # ---------------------------------------------------------------- hits

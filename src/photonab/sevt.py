@@ -237,6 +237,8 @@ class SEvtEvent:
 _SOURCES = {era: {t.nibble[s] for s in ("CK", "SI", "TO")} for era, t in ERAS.items()}
 #: photons read to detect an era (evenly spaced over the event)
 ERA_SAMPLE = 1 << 16
+#: ... read as this many runs of contiguous photons (ERA_SAMPLE / ERA_BLOCKS each)
+ERA_BLOCKS = 64
 
 
 def detect_era(seqhis_lo, candidates=("2020-12", "2025-06")) -> tuple[str | None, str]:
@@ -244,11 +246,17 @@ def detect_era(seqhis_lo, candidates=("2020-12", "2025-06")) -> tuple[str | None
 
     Returns ``(era, evidence)``; ``era`` is None when the data cannot tell (no photons,
     or only CK/SI sources, whose nibbles are the same in every era). TORCH is nibble 0xd
-    before 2025-06 and 3 from then on. Reads at most ERA_SAMPLE evenly spaced photons.
+    before 2025-06 and 3 from then on. Reads at most ERA_SAMPLE photons, in ERA_BLOCKS evenly spaced runs.
     """
     lo = np.asarray(seqhis_lo)
     step = max(1, math.ceil(len(lo) / ERA_SAMPLE))
-    first = np.bincount((np.asarray(lo[::step], np.uint64) & np.uint64(0xF)).astype(np.intp), minlength=16)
+    if step > 1:  # ERA_BLOCKS evenly spaced runs of contiguous photons: a strided read would fault in every page
+        run = ERA_SAMPLE // ERA_BLOCKS
+        starts = np.linspace(0, len(lo) - run, ERA_BLOCKS).astype(np.intp)
+        sample = np.concatenate([np.asarray(lo[s:s + run]) for s in starts])
+    else:
+        sample = np.asarray(lo)
+    first = np.bincount((np.asarray(sample, np.uint64) & np.uint64(0xF)).astype(np.intp), minlength=16)
     recorded = int(first[1:].sum())
     if recorded == 0:
         return None, "no recorded histories"

@@ -48,6 +48,35 @@ def check_c2max(c2max) -> tuple[float, float, float]:
     return values
 
 
+def c2_level_index(c2p: float, ndf: int, c2max=C2MAX) -> int:
+    """The level (index into LEVELS) that c2/ndf alone gives: above c2max[k] is level k + 1;
+    a table with ndf < 1 cannot fail on chi-square alone (INFO). Shared by the 2019 history
+    table (ndf = counted rows - 1) and the SEvt QCF table (ndf = c2n), docs/verdict.md."""
+    if ndf < 1 or not np.isfinite(c2p):
+        return 0
+    return int(np.searchsorted(c2max, c2p, side="left"))
+
+
+def history_level_index(c2_level: int, dropouts: int, none_aligned: bool = False) -> int:
+    """The history table's level (index into LEVELS): the c2/ndf level, at least ERROR when
+    a history is a dropout, FATAL when photons were compared but none is aligned."""
+    k = max(int(c2_level), LEVELS.index("ERROR") if dropouts else 0)
+    return LEVELS.index("FATAL") if none_aligned else k
+
+
+def history_reasons(c2p: float, c2_level: int, c2max, dropouts: int, none_aligned: bool = False,
+                    c2_name: str = "c2/ndf") -> list[str]:
+    """Why a history table is above INFO, in words (empty when it is INFO)."""
+    out = []
+    if none_aligned:
+        out.append("no photon aligned: every history differs photon by photon")
+    if c2_level:
+        out.append(f"{c2_name} {c2p:.3f} > {c2max[c2_level - 1]:g} ({LEVELS[c2_level]})")
+    if dropouts:
+        out.append(f"{dropouts} dropout histories (> {DROPOUT_MIN} photons on one side, none on the other)")
+    return out
+
+
 class _Rows:
     """What the history and deviation tables share: row selection and levels."""
 
@@ -131,7 +160,7 @@ class HistoryTable(_Rows):
         self.dropout = ((self.a > DROPOUT_MIN) & (self.b == 0)) | ((self.b > DROPOUT_MIN) & (self.a == 0))
         self.level_index = np.where(self.dropout, LEVELS.index("ERROR"), 0)
         # c2/ndf level: few-photon tables (ndf < 1) cannot fail on chi-square alone
-        self.c2_level_index = int(np.searchsorted(self.c2max, self.c2p, side="left")) if self.ndf >= 1 else 0
+        self.c2_level_index = c2_level_index(self.c2p, self.ndf, self.c2max)
         self.none_aligned = self.aligned == 0 and self.n_a > 0
 
     @property
@@ -148,23 +177,12 @@ class HistoryTable(_Rows):
 
     @property
     def level(self) -> str:
-        k = max(self.c2_level_index, int(self.level_index.max(initial=0)))
-        if self.none_aligned:
-            k = LEVELS.index("FATAL")
-        return LEVELS[k]
+        return LEVELS[history_level_index(self.c2_level_index, self.ndropout, self.none_aligned)]
 
     @property
     def reasons(self) -> list[str]:
         """Why the table is above INFO, in words (empty when it is INFO)."""
-        out = []
-        if self.none_aligned:
-            out.append("no photon aligned: every history differs photon by photon")
-        if self.c2_level_index:
-            out.append(f"c2/ndf {self.c2p:.3f} > {self.c2max[self.c2_level_index - 1]:g} "
-                       f"({LEVELS[self.c2_level_index]})")
-        if self.ndropout:
-            out.append(f"{self.ndropout} dropout histories (> {DROPOUT_MIN} photons on one side, none on the other)")
-        return out
+        return history_reasons(self.c2p, self.c2_level_index, self.c2max, self.ndropout, self.none_aligned)
 
     @property
     def rc(self) -> int:

@@ -201,3 +201,73 @@ def distribution_dict(dist, pair=None) -> dict:
     if pair is not None:
         out = {**out, "a": str(pair.a.path), "b": str(pair.b.path)}
     return out
+
+
+# ---------------------------------------------------------------- SEvt pairs (docs/json.md, "An SEvt comparison")
+
+
+def sevt_history_dict(cmp) -> dict:
+    """qcf_to_dict's history (every row) with the verdict of the comparison or run ``cmp``."""
+    from ..qcf import qcf_to_dict
+    from ..tables import DROPOUT_MIN as DROP
+    d = qcf_to_dict(cmp.qcf)
+    d["history"] = {"table": "history", "level": cmp.history_level, "rc": cmp.history_rc, "reasons": cmp.reasons,
+                    "c2max": list(cmp.c2max), "c2_level": LEVELS[cmp.c2_level_index], "dropout_min": DROP,
+                    "dropouts": cmp.ndropout, **d["history"]}
+    return d
+
+
+def aligned_table_dict(table) -> dict:
+    labels, codes, agg = table.labels(), table.aggregate.hex(), table.aggregate
+    rows = [{"index": i, "code": codes[i], "label": labels[i], "nitem": int(agg.nitem[i]),
+             "ndisc": [int(x) for x in agg.ndisc[i]], "fdisc": [_num(x) for x in table.fdisc[i]],
+             "nnan": int(agg.nnan[i]), "mx": _num(table.mx[i]), "mn": _num(table.mn[i]), "avg": _num(table.avg[i]),
+             "level": LEVELS[table.level_index[i]], "worst_photon": int(agg.argmax[i])}
+            for i in range(len(table))]
+    finite = table.mx[np.isfinite(table.mx)]
+    return {"table": table.table, "unit": table.unit, "cuts": [float(c) for c in table.cuts.values],
+            "level": table.level, "rc": table.rc, "histories": len(table), "nitem": table.nitem_total,
+            "ndisc": [int(x) for x in agg.ndisc.sum(axis=0)] if len(table) else [0, 0, 0],
+            "nnan": int(agg.nnan.sum()), "mx": _num(finite.max()) if len(finite) else None, "rows": rows}
+
+
+def alignment_dict(check) -> dict:
+    return {"photons": check.n, "aligned": check.n_aligned, "expected": _num(check.expected),
+            "possible": check.possible, "score": _num(check.score), "z": _num(check.z), "warn": check.warn,
+            "message": check.message}
+
+
+def photon_chase_dict(found) -> dict:
+    labels = found.labels()
+    return {"table": found.table, "photons": [
+        {"index": int(i), "deviation": _num(d), "finite": bool(np.isfinite(d)), "label": labels[k],
+         "code": seqhis.hex128(int(found.lo[k]), int(found.hi[k]))}
+        for k, (i, d) in enumerate(zip(found.index, found.deviation))]}
+
+
+def sevt_comparison_dict(cmp) -> dict:
+    from ..aligned import RC_BIT as ALIGNED_RC_BIT
+    pair = cmp.pair
+    d = sevt_history_dict(cmp)
+    al = cmp.aligned
+    out = {"schema": SCHEMA, "kind": "sevt_comparison", "layout": d["layout"], "a": str(pair.a.path),
+           "b": str(pair.b.path), "photons": pair.n, "photons_in_files": [pair.a.n_total, pair.b.n_total],
+           "msli": cmp.msli, "engine": cmp.engine, "flags": d["flags"], "rc": cmp.rc,
+           "rc_bits": {"history": RC_BIT["history"], **ALIGNED_RC_BIT}, "levels": cmp.levels,
+           "seconds": {k: _num(v) for k, v in cmp.seconds.items()}, "history": d["history"], "hits": d["hits"],
+           "meta": d["meta"], "notes": d["notes"], "aligned": None if al is None else al.n_aligned,
+           "alignment": None if al is None else alignment_dict(al.check),
+           "deviations": {} if al is None else {t: aligned_table_dict(tab) for t, tab in al.tables.items()}}
+    if al is not None:
+        out["notes"] = list(dict.fromkeys(out["notes"] + list(al.notes)))
+        out["worst"] = {t: photon_chase_dict(w) for t, w in al.worst.items() if len(w)}
+    return out
+
+
+def sevt_run_dict(run) -> dict:
+    d = sevt_history_dict(run)
+    events = [{**e, "c2per": _num(e["c2per"]), "pvalue": _num(e["pvalue"])} for e in run.event_lines()]
+    return {"schema": SCHEMA, "kind": "sevt_run", "layout": "sevt", "run": None if run.run is None else str(run.run),
+            "events": events, "offsets": list(run.offsets), "photons": run.qcf.n_a, "engine": run.engine,
+            "flags": d["flags"], "rc": run.rc, "rc_bits": {"history": RC_BIT["history"]}, "levels": run.levels,
+            "history": d["history"], "hits": d["hits"], "notes": d["notes"]}

@@ -116,3 +116,45 @@ def plot_comparison(result, path, rows: int = 20, skip=()) -> Path:
     except OSError as exc:
         raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
     return path
+
+
+def figure_qcf(result, rows: int = 20, skip=()):
+    """A Figure of an SEvt comparison or run (photonab.sevt_compare): photons per history in A
+    and B for the first ``rows`` rows of the QCF table, with each counted row's c2."""
+    from .qcf import shown_rows
+    Figure = _need_matplotlib()
+    t = result.qcf
+    shown, _ = shown_rows(t, rows, skip)
+    fig = Figure(figsize=(11, 0.35 * max(len(shown), 1) + 2.5))
+    ax = fig.subplots()
+    y = np.arange(len(shown))
+    ax.barh(y - 0.2, np.maximum(t.a[shown], 0.5), height=0.4, label="A", color="tab:blue")
+    ax.barh(y + 0.2, np.maximum(t.b[shown], 0.5), height=0.4, label="B", color="tab:gray")
+    short = [(lab if len(lab) <= 40 else lab[:37] + "...") for lab in (t.label(i) for i in shown)]
+    ax.set_yticks(y, short, fontsize=7, family="monospace")
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("photons")
+    level = result.history_level
+    c2 = f"c2per = {t.c2per:.2f} (c2n {t.c2n})" if t.c2n else "c2n 0"
+    ax.set_title(f"QCF histories: {c2}, p = {t.pvalue:.2g},\n{len(t.bzero) + len(t.azero)} dropouts: {level}",
+                 color=LEVEL_COLOURS[level], fontsize=9)
+    for yy, i in zip(y, shown):
+        if t.counted[i]:
+            ax.text(max(t.a[i], t.b[i]), yy, f" c2 {t.c2[i]:.1f}", va="center", fontsize=7)
+    ax.legend(loc="lower right")
+    fig.suptitle(f"A {t.paths[0]}  vs  B {t.paths[1]}  ({t.n_a} photons)  rc {result.rc}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_qcf(result, path, rows: int = 20, skip=()) -> Path:
+    """Draw the QCF history bars of an SEvt comparison or run into ``path``; the file written."""
+    path = check_plot_path(path)
+    fig = figure_qcf(result, rows, skip)
+    try:
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=path.suffix[1:].lower())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
+    return path
