@@ -14,7 +14,7 @@ cyext.AlignedAccumulator) and ``"numpy"`` (:func:`aggregate_numpy`, the referenc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -122,17 +122,6 @@ class AlignedAggregate(DeviationAggregate):
     def hex(self) -> list[str]:
         return [seqhis.hex128(int(lo), int(hi)) for lo, hi in zip(self.codes, self.code_hi)]
 
-    def select(self, keep) -> "AlignedAggregate":
-        return AlignedAggregate(self.table, **{f.name: _rows(getattr(self, f.name), keep) for f in fields(self)
-                                               if f.name not in ("table", "cuts")}, cuts=self.cuts)
-
-    def nonempty(self) -> "AlignedAggregate":
-        return self.select(self.nitem > 0)
-
-
-def _rows(values, keep):
-    """Rows ``keep`` of a per-row field; None stays None (slot_max, worst_slot: record tables only)."""
-    return None if values is None else values[keep]
 
 
 def _aggregates(rows, sums, lo, hi, tables, cuts) -> dict[str, AlignedAggregate]:
@@ -330,7 +319,7 @@ class AlignedTable:
     def __init__(self, aggregate: AlignedAggregate, era=None):
         agg = aggregate.nonempty()
         order = np.lexsort((agg.codes, agg.code_hi, -agg.nitem))
-        self.aggregate = agg = agg.select(order)
+        self.aggregate = agg = agg.rows(order)
         self.table, self.cuts, self.era = agg.table, agg.cuts, era
         self.unit = UNITS[self.table]
         nfinite = agg.nitem - agg.nnan

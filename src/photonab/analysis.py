@@ -227,11 +227,7 @@ def select_counts(counts, pattern: HistoryPattern, what: str = "--select"):
 
 def select_aggregate(agg, pattern: HistoryPattern):
     """A DeviationAggregate with only the histories matching ``pattern``."""
-    from dataclasses import fields
-    from .engines.base import DeviationAggregate
-    keep = pattern.match(agg.codes)
-    return DeviationAggregate(agg.table, **{f.name: getattr(agg, f.name)[keep] for f in fields(agg)
-                                            if f.name not in ("table", "cuts")}, cuts=agg.cuts)
+    return agg.rows(pattern.match(agg.codes))
 
 
 def selected_material_counts(pair, pattern: HistoryPattern, codes, *, n_threads=None):

@@ -62,11 +62,14 @@ class DeviationAggregate:
     slot_max: np.ndarray | None = None  # uint16 (G, maxrec)
     worst_slot: np.ndarray | None = None  # int64 (G,)
 
+    def rows(self, keep) -> "DeviationAggregate":
+        """The histories (rows) that ``keep`` (a mask or row numbers) picks."""
+        return type(self)(self.table, **{f.name: _rows(getattr(self, f.name), keep) for f in fields(self)
+                                         if f.name not in ("table", "cuts")}, cuts=self.cuts)
+
     def nonempty(self) -> "DeviationAggregate":
         """Only histories with at least one aligned photon."""
-        keep = self.nitem > 0
-        return DeviationAggregate(self.table, **{f.name: _rows(getattr(self, f.name), keep) for f in fields(self)
-                                                 if f.name not in ("table", "cuts")}, cuts=self.cuts)
+        return self.rows(self.nitem > 0)
 
     def equals(self, other: "DeviationAggregate") -> bool:
         return self.table == other.table and all(
