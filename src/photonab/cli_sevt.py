@@ -5,6 +5,7 @@ folders (the layout is told from the files present) and keeps the 2019 paths as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -158,13 +159,16 @@ def _tables_of(args) -> tuple[tuple[str, ...], bool]:
 
 
 def _preflight(args):
-    from .sevt_compare import ENGINES
+    from .sevt_compare import DASK_ALIGNED_MESSAGE, ENGINES
     if args.engine not in ENGINES:
         raise InputError(f"--engine {args.engine}: SEvt pairs are compared with {' or '.join(ENGINES)} "
-                         "(the dask and select engines read the 2019 layout only)")
-    for option, value in (("--scheduler", args.scheduler), ("--timeout", args.timeout)):
-        if value is not None:
-            raise InputError(f"{option} goes with --engine dask, which SEvt pairs do not use")
+                         "(the select engine reads the 2019 layout only)")
+    if args.engine != "dask":
+        for option, value in (("--scheduler", args.scheduler), ("--timeout", args.timeout)):
+            if value is not None:
+                raise InputError(f"{option} goes with --engine dask")
+    elif args.aligned:
+        raise InputError(DASK_ALIGNED_MESSAGE)
     tables, explicit = _tables_of(args)
     if explicit and tables and not args.aligned:
         raise InputError(f"--tables {args.tables}: {', '.join(tables)} are aligned tables: add --aligned "
@@ -213,10 +217,23 @@ def cmd_compare(args) -> int:
     need = ("seq",)
     pair = open_sevt(args, need)
     cuts = dict(args.aligned_cut or [])
-    result = compare_sevt(pair, args.engine, c2cut=args.c2cut, rule=args.rule, c2max=_c2max(args),
-                          aligned=args.aligned, tables=tables, cuts=cuts, n_threads=args.threads,
-                          progress=not args.no_progress, chase=args.chase)
+    with _engine_of(args) as engine:
+        result = compare_sevt(pair, engine, c2cut=args.c2cut, rule=args.rule, c2max=_c2max(args),
+                              aligned=args.aligned, tables=tables, cuts=cuts, n_threads=args.threads,
+                              progress=not args.no_progress, chase=args.chase)
     return _report(args, result)
+
+
+@contextlib.contextmanager
+def _engine_of(args):
+    """The engine name, or for --engine dask the DaskEngine of the options (local cluster or
+    --scheduler, --timeout), closed when the command ends (as for the 2019 layout)."""
+    if args.engine != "dask":
+        yield args.engine
+        return
+    from .cli import _engine
+    with _engine(args) as engine:
+        yield engine
 
 
 def cmd_run(args) -> int:
@@ -247,8 +264,9 @@ def cmd_run(args) -> int:
         if not isinstance(pair, SEvtPair):
             raise InputError(f"{a}: a 2019-layout event in a run of SEvt events")
         pairs.append(pair)
-    result = compare_sevt_run(pairs, indices, args.engine, c2cut=args.c2cut, rule=args.rule, c2max=_c2max(args),
-                              n_threads=args.threads, progress=not args.no_progress, run=run)
+    with _engine_of(args) as engine:
+        result = compare_sevt_run(pairs, indices, engine, c2cut=args.c2cut, rule=args.rule, c2max=_c2max(args),
+                                  n_threads=args.threads, progress=not args.no_progress, run=run)
     return _report(args, result)
 
 

@@ -329,6 +329,11 @@ class QCFTable:
 # ---------------------------------------------------------------- entry points
 
 
+def is_dask(engine) -> bool:
+    """``engine`` is "dask" or a DaskEngine object (the SEvt dask path, engines/sevt_dask.py)."""
+    return engine == "dask" or getattr(engine, "name", None) == "dask"
+
+
 def compare_seqhis(seqhis_a, seqhis_b, era: str, *, n_threads=None, c2cut: float = C2CUT, rule: str = "qcf",
                    engine: str = "cython", chunk: int = 1 << 20, progress=None, **table_kw) -> QCFTable:
     """The QCF table of two (N, 2) uint64 history arrays (``seq.npy[:, 0]``), decoded with ``era``.
@@ -346,21 +351,31 @@ def compare_seqhis(seqhis_a, seqhis_b, era: str, *, n_threads=None, c2cut: float
 
 
 def compare_histories(pair, n_threads=None, c2cut: float = C2CUT, progress=None, *, rule: str = "qcf",
-                      engine: str = "cython", chunk: int = 1 << 20) -> QCFTable:
+                      engine="cython", chunk: int = 1 << 20) -> QCFTable:
     """The QCF table of an :class:`photonab.sevt.SEvtPair` (histories, hits, metadata).
+
+    ``engine`` "cython", "numpy", or "dask" (a local dask cluster for this call) or a
+    :class:`photonab.engines.distributed.DaskEngine` (kept open): identical tables.
 
     Histories are decoded with ``pair.era``; when A and B differ in photon count the
     first ``pair.n`` photons of each are compared (as QCF). ``progress`` is a factory
     ``progress(total, desc)`` returning a context manager with ``update(n)`` (as the
     engines use), or None. Raises InputError when seq.npy is missing on either side.
     """
+    table_kw = dict(
+        hits=compare_hits(pair), layout=pair.layout, era_source=pair.era_source,
+        era_evidence=pair.era_evidence, meta_diff=pair.meta_diff, notes=pair.notes, n_a=pair.n, n_b=pair.n,
+        rows_a=pair.a.file_rows, rows_b=pair.b.file_rows, paths=(str(pair.a.path), str(pair.b.path)))
+    if is_dask(engine):  # tasks on dask workers open seq.npy themselves (engines/sevt_dask.py)
+        from .engines.sevt_dask import count_dask
+        pair.a.seqhis, pair.b.seqhis  # missing seq.npy: the InputError on the client, before any cluster
+        counts = count_dask(pair, None if engine == "dask" else engine, progress, n_threads=n_threads)
+        return QCFTable(counts, pair.era, c2cut, rule, **table_kw)
     sa = pair.a.seqhis[:pair.n]
     sb = pair.b.seqhis[:pair.n]
     return compare_seqhis(
         sa, sb, pair.era, n_threads=n_threads, c2cut=c2cut, rule=rule, engine=engine, chunk=chunk,
-        progress=progress, hits=compare_hits(pair), layout=pair.layout, era_source=pair.era_source,
-        era_evidence=pair.era_evidence, meta_diff=pair.meta_diff, notes=pair.notes, n_a=pair.n, n_b=pair.n,
-        rows_a=pair.a.file_rows, rows_b=pair.b.file_rows, paths=(str(pair.a.path), str(pair.b.path)))
+        progress=progress, **table_kw)
 
 
 # ---------------------------------------------------------------- JSON fields

@@ -19,11 +19,15 @@ import numpy as np
 
 from .cuts import LEVELS
 from .errors import InputError
-from .qcf import C2CUT, HistoryCounts128, QCFTable, compare_hits, count_cython, count_numpy
+from .qcf import C2CUT, HistoryCounts128, QCFTable, compare_hits, count_cython, count_numpy, is_dask
 from .tables import C2MAX, FAILING, RC_BIT, c2_level_index, check_c2max, history_level_index, history_reasons
 
-#: engines with an SEvt path (the QCF counts and the aligned aggregates)
-ENGINES = ("cython", "numpy")
+#: engines with an SEvt path (the QCF counts; dask: the counts only, engines/sevt_dask.py)
+ENGINES = ("cython", "numpy", "dask")
+#: engines with the aligned SEvt aggregates
+ALIGNED_ENGINES = ("cython", "numpy")
+DASK_ALIGNED_MESSAGE = ("--aligned with --engine dask: the aligned SEvt tables have no dask path yet; the dask "
+                        "engine counts the QCF histories only (use --engine cython or numpy with --aligned)")
 #: the 2019 table names accepted for their SEvt analogues (docs/aligned.md section 3)
 TABLE_ALIASES = {"rpost": "pos", "rtime": "time", "rpol": "pol", "ox": "photon"}
 
@@ -75,8 +79,12 @@ def _progress(progress):
 
 
 def count_pair(pair, engine: str = "cython", n_threads=None, progress=None) -> HistoryCounts128:
-    """The 128-bit history counts of an SEvtPair with ``engine`` ("cython" or "numpy")."""
-    sa, sb = pair.seqhis()
+    """The 128-bit history counts of an SEvtPair with ``engine`` ("cython", "numpy", "dask" or a
+    DaskEngine object)."""
+    sa, sb = pair.seqhis()  # missing seq.npy: the InputError here, before any cluster
+    if is_dask(engine):
+        from .engines.sevt_dask import count_dask
+        return count_dask(pair, None if engine == "dask" else engine, progress, n_threads=n_threads)
     if engine == "cython":
         return count_cython(sa, sb, n_threads, progress=progress)
     if engine == "numpy":
@@ -185,9 +193,11 @@ def compare_sevt(pair, engine: str = "cython", *, c2cut=C2CUT, rule: str = "qcf"
     ``aligned``, the aligned tables ``tables`` (None = all) with ``cuts`` ({table: (w, e, f)})."""
     c2max = check_c2max(c2max)
     check_sevt_photons(pair)
-    if engine not in ENGINES:
+    if not is_dask(engine) and engine not in ENGINES:
         raise InputError(f"engine {engine!r} has no SEvt path; SEvt pairs are compared with "
                          f"{' or '.join(ENGINES)}")
+    if aligned and is_dask(engine):
+        raise InputError(DASK_ALIGNED_MESSAGE)
     bar = _progress(progress)
     seconds = {}
     t0 = time.perf_counter()
@@ -200,7 +210,8 @@ def compare_sevt(pair, engine: str = "cython", *, c2cut=C2CUT, rule: str = "qcf"
         t0 = time.perf_counter()
         result = compare_aligned(pair, tables, cuts, n_threads, engine, bar, chase=chase, counts=counts)
         seconds["aligned"] = time.perf_counter() - t0
-    return SEvtComparison(pair, table, counts, c2max, engine, result, seconds)
+    name = "dask" if is_dask(engine) else engine
+    return SEvtComparison(pair, table, counts, c2max, name, result, seconds)
 
 
 # ---------------------------------------------------------------- runs
@@ -306,11 +317,23 @@ def compare_sevt_run(pairs, indices=None, engine: str = "cython", *, c2cut=C2CUT
             raise InputError(f"{p.a.path}: decoded with the {p.era} flags but {pairs[0].a.path} with {era}; "
                              "the events of a run must share an era (--flags ERA)")
     events, offsets, total = [], [], 0
-    for p in pairs:
-        events.append(compare_sevt(p, engine, c2cut=c2cut, rule=rule, c2max=c2max, n_threads=n_threads,
-                                   progress=progress))
-        offsets.append(total)
-        total += p.n
+    cluster = None
+    if engine == "dask":  # one local cluster for every event of the run
+        from .engines.distributed import DaskEngine
+        for p in pairs:
+            check_sevt_photons(p)
+            p.seqhis()
+        engine = cluster = DaskEngine(n_threads=n_threads)
+    try:
+        for p in pairs:
+            events.append(compare_sevt(p, engine, c2cut=c2cut, rule=rule, c2max=c2max, n_threads=n_threads,
+                                       progress=progress))
+            offsets.append(total)
+            total += p.n
+    finally:
+        if cluster is not None:
+            cluster.close()
+    engine = "dask" if is_dask(engine) else engine
     counts = combine_counts([e.counts for e in events], offsets)
     first = events[0].qcf
     hits = [e.qcf.hits for e in events]
