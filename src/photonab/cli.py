@@ -57,7 +57,9 @@ history in A and B), one row per history, ordered by nitem descending, then code
   nnan               (ox) photons with a NaN in a compared value: beyond every cut
   mx mn avg          max, min, mean of the per-photon deviation (max |A-B| over slots)
   level              the worst cut any photon of the row went beyond: INFO WARNING ERROR FATAL
-  worst              the most deviant photon (sliced index; event:photon in a run)"""
+  worst              the most deviant photon (sliced index; event:photon in a run)
+  slot               (rpost rtime rpol) the record slot of the row's max, the lowest on ties:
+                     0 the source, 1 the first step, ...; '-' when none (--json: mx_slot per slot)"""
 
 VERDICT = """exit code (docs/verdict.md): 0 when no table fails; else one bit per table at ERROR or FATAL:
   rpost 1, rtime 2, rpol 4, ox 8, history 16 (c2/ndf above --c2max, a dropout, or no photon aligned)

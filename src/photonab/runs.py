@@ -78,7 +78,26 @@ def combine_aggregates(aggs: list[DeviationAggregate]) -> tuple[DeviationAggrega
         mx[pos] = np.where(better, a.max, mx[pos])
         argmax[pos] = np.where(better, a.argmax, argmax[pos])
         worst_event[pos] = np.where(better, event, worst_event[pos])
-    return DeviationAggregate(first.table, codes, nitem, ndisc, nnan, mx, mn, total, argmax, first.cuts), worst_event
+    slot_max, worst_slot = _combine_slots(aggs, codes, mx)
+    return DeviationAggregate(first.table, codes, nitem, ndisc, nnan, mx, mn, total, argmax, first.cuts,
+                              slot_max, worst_slot), worst_event
+
+
+def _combine_slots(aggs: list[DeviationAggregate], codes: np.ndarray, mx: np.ndarray):
+    """The per-slot maxima of several events (their np.maximum; events with fewer slots
+    count 0 beyond theirs) and the lowest slot reaching the combined row max (-1 none);
+    (None, None) for ox, or when an event has none."""
+    if any(a.slot_max is None for a in aggs):
+        return None, None
+    maxrec = max(a.slot_max.shape[1] for a in aggs)
+    slot_max = np.zeros((len(codes), maxrec), np.uint16)
+    for a in aggs:
+        pos = np.searchsorted(codes, a.codes)
+        r = a.slot_max.shape[1]
+        slot_max[pos, :r] = np.maximum(slot_max[pos, :r], a.slot_max)
+    reaches = slot_max.astype(np.int64) == np.asarray(mx, np.int64)[:, None]
+    worst_slot = np.where(reaches.any(axis=1), reaches.argmax(axis=1), -1).astype(np.int64)
+    return slot_max, worst_slot
 
 
 @dataclass

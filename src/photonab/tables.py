@@ -230,7 +230,30 @@ class DeviationTable(_Rows):
         # level index 0..3 per row: the worst cut a photon went beyond (NaN = beyond all)
         self.level_index = np.select([(self.ndisc[:, 2] > 0) | (self.nnan > 0), self.ndisc[:, 1] > 0,
                                       self.ndisc[:, 0] > 0], [3, 2, 1], 0)
+        # record tables: per-slot maxima (G, maxrec) in physical units and the lowest slot
+        # reaching the row max (-1 none); None for ox (docs/tables.md, per-slot deviations)
+        if agg.slot_max is None:
+            self.slot_max = self.worst_slot = None
+        else:
+            self.slot_max = agg.slot_max[order].astype(np.float64) * scale
+            self.worst_slot = np.asarray(agg.worst_slot, np.int64)[order]
         self.raw = agg
+
+    @property
+    def has_slots(self) -> bool:
+        """Per-slot maxima are known (the record tables rpost, rtime, rpol)."""
+        return self.slot_max is not None
+
+    def slot_values(self, i: int) -> np.ndarray:
+        """Row ``i``'s per-slot maxima (physical), one per slot up to min(nstep, maxrec)."""
+        return self.slot_max[i, :int(self.slot_count[i])]
+
+    @property
+    def slot_count(self) -> np.ndarray:
+        """Per row: the slots a photon of its history fills, min(nstep, maxrec) (computed once)."""
+        if getattr(self, "_slot_count", None) is None:
+            self._slot_count = np.minimum(seqhis.nstep_array(self.codes), self.slot_max.shape[1])
+        return self._slot_count
 
     @property
     def level(self) -> str:

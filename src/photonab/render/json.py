@@ -61,8 +61,9 @@ def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
                "level": LEVELS[table.level_index[i]], "worst_photon": worst}
         if table.worst_event is not None:
             row["worst_event"] = int(table.worst_event[i])
-        # ISSUE 11, per-slot deviation maxima (kern): row["mx_slot"] (one value per slot up to
-        # the history's step count, null for NaN) and row["slot"] (the worst slot) go here.
+        if table.has_slots:  # record tables: per-slot maxima up to the history's steps
+            row["mx_slot"] = [_num(x) for x in table.slot_values(i)]
+            row["slot"] = int(table.worst_slot[i])
         if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
             row["worst_file_row"] = file_rows[worst] if worst >= 0 else -1
         rows.append(row)
@@ -182,7 +183,6 @@ def analysis_dict(result) -> dict:
         out["migration"] = migration_dict(migration)
     if hasattr(result, "select"):
         out["select"] = result.select
-    # kern's per-slot deviation maxima (issue 11) go into deviation_dict rows as "mx_slot"
     return out
 
 

@@ -77,6 +77,9 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
     cols = (f"{'idx':>5} {'code':>16}  {'label':<{LABEL_WIDTH}} {'nitem':>9} {'nwarn':>7} {'nerr':>7} {'nfatal':>7}"
             f" {'fwarn':>6} {'ferr':>6} {'ffatal':>6}" + (f" {'nnan':>6}" if nan_col else "") +
             f" {'mx':>9} {'mn':>9} {'avg':>9}  {'level':<7} {'worst':>9}")
+    slot_col = table.has_slots
+    if slot_col:  # the record tables: the slot of the row's max (docs/tables.md)
+        cols += f" {'slot':>4}"
     lines = [head, cols]
     for i in table.shown(limit, skip):
         nd, fd = table.ndisc[i], table.fdisc[i]
@@ -88,8 +91,9 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
                      + (f" {table.nnan[i]:>6}" if nan_col else "") +
                      f" {_num(table.mx[i])} {_num(table.mn[i])} {_num(table.avg[i])}  "
                      f"{LEVELS[table.level_index[i]]:<7} {worst:>9}")
-        # ISSUE 11, per-slot deviation maxima (kern): the `slot` column of the worst slot goes
-        # here, e.g. lines[-1] += f" {table.worst_slot[i]:>4}" with a 'slot' header in `cols`.
+        if slot_col:
+            ws = int(table.worst_slot[i])
+            lines[-1] += f" {ws if ws >= 0 else '-':>4}"
     footer = _hidden_line(table, limit, skip, "--rows")
     return "\n".join(lines + ([footer] if footer else []))
 
