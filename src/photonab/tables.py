@@ -200,17 +200,29 @@ class HistoryTable(_Rows):
         p.text(repr(self) if cycle else self.render())
 
 
+def _physical(values: np.ndarray, scale: float, none: np.ndarray) -> np.ndarray:
+    """float64 ``values`` x ``scale`` (a new array), NaN where ``none``."""
+    out = values.astype(np.float64, copy=False)  # values is already a copy (fancy-indexed)
+    out *= scale
+    out[none] = np.nan
+    return out
+
+
 class DeviationTable(_Rows):
     """One deviation table (rpost, rtime, rpol or ox): per history of the aligned photons,
     nitem, photons beyond each cut, their fractions, max/min/mean deviation, level and the
     most deviant photon. Rows ordered by nitem descending, then code."""
 
     def __init__(self, aggregate: DeviationAggregate, worst_event: np.ndarray | None = None):
-        keep = aggregate.nitem > 0
-        agg = aggregate.nonempty()
-        order = np.lexsort((agg.codes, -agg.nitem))
+        # one combined selection + order on the engine's aggregate (no nonempty() copy):
+        # rows with aligned photons, by nitem descending, then code
+        kept = np.flatnonzero(aggregate.nitem > 0)
+        order = kept[np.lexsort((aggregate.codes[kept], -aggregate.nitem[kept]))]
+        del kept
+        self._aggregate, self._order = aggregate, order
+        agg = aggregate
         # for the combined tables of a run: the event of each row's most deviant photon
-        self.worst_event = None if worst_event is None else np.asarray(worst_event)[keep][order]
+        self.worst_event = None if worst_event is None else np.asarray(worst_event)[order]
         self.table, self.cuts = agg.table, agg.cuts
         self.unit = UNITS[self.table]
         self.codes = agg.codes[order]
@@ -220,29 +232,53 @@ class DeviationTable(_Rows):
         self.argmax = agg.argmax[order]
         scale = self.cuts.bin
         nfinite = self.nitem - self.nnan
-        has = nfinite > 0
-        # physical values: stored counts x bin (record tables), float64 as they are (ox)
-        self.mx = np.where(has, agg.max[order].astype(np.float64) * scale, np.nan)
-        self.mn = np.where(has, agg.min[order].astype(np.float64) * scale, np.nan)
+        none = nfinite <= 0
+        # physical values: stored counts x bin (record tables), float64 as they are (ox);
+        # computed in place (the same operations, so the same numbers, without temporaries)
+        self.mx = _physical(agg.max[order], scale, none)
+        self.mn = _physical(agg.min[order], scale, none)
+        avg = _physical(agg.sum[order], scale, none)
+        nfinite[none] = 1
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.avg = np.where(has, agg.sum[order].astype(np.float64) * scale / np.where(has, nfinite, 1), np.nan)
-            self.fdisc = self.ndisc / self.nitem[:, None]
+            avg /= nfinite
+        self.avg = avg
+        del nfinite, none
         # level index 0..3 per row: the worst cut a photon went beyond (NaN = beyond all)
         self.level_index = np.select([(self.ndisc[:, 2] > 0) | (self.nnan > 0), self.ndisc[:, 1] > 0,
                                       self.ndisc[:, 0] > 0], [3, 2, 1], 0)
-        # record tables: per-slot maxima (G, maxrec) in physical units and the lowest slot
-        # reaching the row max (-1 none); None for ox (docs/tables.md, per-slot deviations)
-        if agg.slot_max is None:
-            self.slot_max = self.worst_slot = None
-        else:
-            self.slot_max = agg.slot_max[order].astype(np.float64) * scale
-            self.worst_slot = np.asarray(agg.worst_slot, np.int64)[order]
-        self.raw = agg
+        # record tables: the lowest slot reaching the row max (-1 none); None for ox. The
+        # per-slot maxima (slot_max) are made on first use (docs/tables.md, per-slot deviations)
+        self.worst_slot = None if agg.worst_slot is None else np.asarray(agg.worst_slot, np.int64)[order]
+        self._slot_max = self._fdisc = self._raw = None
+
+    @property
+    def raw(self) -> DeviationAggregate:
+        """The engine's aggregate of the rows with aligned photons (engine order, by code)."""
+        if self._raw is None:
+            agg = self._aggregate
+            self._raw = agg if bool((agg.nitem > 0).all()) else agg.nonempty()
+        return self._raw
+
+    @property
+    def fdisc(self) -> np.ndarray:
+        """(G, 3) ndisc as fractions of nitem (made on first use)."""
+        if self._fdisc is None:
+            self._fdisc = self.ndisc / self.nitem[:, None]
+        return self._fdisc
+
+    @property
+    def slot_max(self) -> np.ndarray | None:
+        """(G, maxrec) per-slot maxima in physical units (counts x bin), None for ox."""
+        if self._slot_max is None and self._aggregate.slot_max is not None:
+            slots = self._aggregate.slot_max[self._order].astype(np.float64)
+            slots *= self.cuts.bin
+            self._slot_max = slots
+        return self._slot_max
 
     @property
     def has_slots(self) -> bool:
         """Per-slot maxima are known (the record tables rpost, rtime, rpol)."""
-        return self.slot_max is not None
+        return self.worst_slot is not None
 
     def slot_values(self, i: int) -> np.ndarray:
         """Row ``i``'s per-slot maxima (physical), one per slot up to min(nstep, maxrec)."""
