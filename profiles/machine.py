@@ -129,6 +129,26 @@ def other_processes():
             load["cores"] = max(0.0, (end - busy - own) / wall)
 
 
+def run_json(cmd: list[str]) -> dict:
+    """Run one measurement process (in the repository root) and return the JSON of its
+    last stdout line, with ``other_processes_cores``: how busy the rest of the machine
+    was meanwhile. RuntimeError with the tail of stderr when it fails."""
+    import json
+    import shlex
+    import subprocess
+    with other_processes() as others:
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"exit {proc.returncode}: " + " | ".join(tail))
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError(f"no JSON from {shlex.join(cmd)}: {proc.stdout[-500:]!r}") from None
+    data["other_processes_cores"] = others["cores"]
+    return data
+
+
 def one_line(machine: dict) -> str:
     """'Intel ... | 2 cores, 23.4 GB | Python 3.11.7, numpy 2.4.6, Cython 3.3.1 | cyext OpenMP, 2 threads'."""
     ram = f"{machine['ram_bytes'] / 2**30:.1f} GiB" if machine.get("ram_bytes") else "RAM ?"

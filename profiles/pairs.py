@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from photonab.atomic import file_lock, write_text
+from photonab.counts import parse_count as _photonab_count
 from photonab.synth import pair_folders
 
 SEED = 1
@@ -21,19 +21,25 @@ MARKER = "complete.json"
 #: bytes on disk per photon of one pair (both events: ox 64, rx 160, ph 16, ps 4, rs 40)
 PAIR_BYTES_PER_PHOTON = 2 * 284
 
-_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*$")
-_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-
-
 def parse_count(text: str) -> int:
-    """``'100k'`` -> 100000, ``'1M'`` -> 1000000, ``'2.5M'`` -> 2500000."""
-    m = _COUNT.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a photon count like 5000, 100k or 1M")
-    value = round(float(m.group(1)) * _SCALE[m.group(2).lower()])
+    """A positive photon count: ``'100k'`` -> 100000, ``'1M'``, ``'2.5M'`` (photonab's one
+    count grammar, photonab.counts)."""
+    value = _photonab_count(text, "photon count")
     if value <= 0:
         raise ValueError(f"{text!r}: the photon count must be positive")
     return value
+
+
+def parse_sizes(text: str, example: str = "1M") -> list[int]:
+    """``'100k,1M'`` -> [100000, 1000000] (sorted, each once), for ``--sizes``."""
+    import argparse
+    try:
+        counts = sorted({parse_count(part) for part in text.split(",") if part.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not counts:
+        raise argparse.ArgumentTypeError(f"give at least one photon count, e.g. {example}")
+    return counts
 
 
 def size_label(photons: int) -> str:

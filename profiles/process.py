@@ -48,7 +48,7 @@ from pathlib import Path
 from photonab.atomic import write_text
 
 from .machine import REPO, _busy_cpu_seconds, describe, one_line, other_processes
-from .pairs import cached_pair, default_cache, parse_count, size_label
+from .pairs import cached_pair, default_cache, parse_sizes
 
 DEFAULT_SIZES, QUICK_SIZES = "10M", "20k"
 RESULTS = REPO / "profiles" / "results"
@@ -500,13 +500,7 @@ def _count_disturbed(results: dict) -> int:
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        counts = sorted({parse_count(part) for part in text.split(",") if part.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not counts:
-        raise argparse.ArgumentTypeError("give at least one photon count, e.g. 10M")
-    return counts
+    return parse_sizes(text, "10M")
 
 
 def _thread_counts(text: str) -> list[int]:

@@ -36,7 +36,6 @@ import importlib.util
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -47,8 +46,8 @@ from photonab.engines import ENGINES
 
 from . import regression, summary, targets
 from .lineprofile import LINE_PROFILED
-from .machine import REPO, describe, other_processes
-from .pairs import Pair, cached_pair, default_cache, parse_count, size_label
+from .machine import REPO, describe, run_json
+from .pairs import Pair, cached_pair, default_cache, parse_count, parse_sizes, size_label
 from .peers import NAMES, missing
 
 DEFAULT_SIZES = "100k,1M"
@@ -68,13 +67,7 @@ class Step:
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        counts = sorted({parse_count(part) for part in text.split(",") if part.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not counts:
-        raise argparse.ArgumentTypeError("give at least one photon count, e.g. 100k,1M")
-    return counts
+    return parse_sizes(text, "100k,1M")
 
 
 def _limit(text: str) -> int:
@@ -196,16 +189,7 @@ def run_step(step: Step, args, out: Path) -> dict:
                 "--max-seconds", str(args.max_seconds)]
     if step.kind in ("cprofile", "lines"):
         cmd += ["--prefix", str(out / step.kind / f"{step.engine}-{step.pair.label}")]
-    with other_processes() as others:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-5:]
-        raise RuntimeError(f"exit {proc.returncode}: " + " | ".join(tail))
-    try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise RuntimeError(f"no JSON from {shlex.join(cmd)}: {proc.stdout[-500:]!r}") from None
-    data["other_processes_cores"] = others["cores"]
+    data = run_json(cmd)
     return data
 
 

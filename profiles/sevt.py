@@ -55,8 +55,8 @@ from pathlib import Path
 
 from photonab.atomic import atomic_path, file_lock, write_text
 
-from .machine import REPO, cyext_build, describe, one_line, other_processes
-from .pairs import default_cache, generator_digest, parse_count, size_label
+from .machine import REPO, cyext_build, describe, one_line, run_json
+from .pairs import default_cache, generator_digest, parse_count, parse_sizes, size_label
 
 METHODS = ("cython", "numpy", "qcf.py")
 OLD = "qcf.py"
@@ -261,13 +261,7 @@ def case_parser() -> argparse.ArgumentParser:
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        counts = sorted({parse_count(part) for part in text.split(",") if part.strip()})
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not counts:
-        raise argparse.ArgumentTypeError("give at least one photon count, e.g. 1M,5M")
-    return counts
+    return parse_sizes(text, "1M,5M")
 
 
 def _methods(text: str) -> list[str]:
@@ -355,16 +349,7 @@ def run_step(kind, method, photons, folders, args, out) -> dict:
                 "--max-seconds", str(args.max_seconds)]
     if kind == "cprofile":
         cmd += ["--prefix", str(out / "cprofile" / f"{method.replace('.', '')}-{label}")]
-    with other_processes() as others:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-5:]
-        raise RuntimeError(f"exit {proc.returncode}: " + " | ".join(tail))
-    try:
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise RuntimeError(f"no JSON from {shlex.join(cmd)}: {proc.stdout[-500:]!r}") from None
-    data["other_processes_cores"] = others["cores"]
+    data = run_json(cmd)
     for key in ("prof", "text"):
         if key in data:
             data[key] = os.path.relpath(data[key], out)

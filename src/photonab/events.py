@@ -18,7 +18,6 @@ import errno
 import math
 import mmap
 import os
-import re
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .cuts import LEVELS
 from .engines.base import HistoryCounts
 from .errors import InputError
 from .tables import HistoryTable

@@ -17,7 +17,7 @@ from .cuts import OX_CUTS, TABLES
 from .engines.base import DeviationAggregate, HistoryCounts
 from .engines.reference import RECORD_MIN_START
 from .errors import InputError
-from .events import EventPair, changed_input_warning
+from .events import EventPair
 from .tables import C2MAX, DeviationTable, HistoryTable, check_c2max
 
 

@@ -8,7 +8,6 @@ and the metadata keys that differ. Only rendering here: the numbers come from th
 """
 from __future__ import annotations
 
-import math
 
 
 def summary_lines(t) -> list[str]:
@@ -121,7 +120,7 @@ def _layout_lines(cmp) -> list[str]:
     pair = cmp.pair
     msli = cmp.msli
     n_files = f" (msli {msli} of {pair.a.n_total})" if msli else ""
-    return [f"layout sevt (SEvt folders: seq/photon/record.npy)",
+    return ["layout sevt (SEvt folders: seq/photon/record.npy)",
             f"A: {pair.a.path}", f"B: {pair.b.path}",
             f"photons {pair.n}{n_files}  engine {cmp.engine}  "
             f"flags {pair.era} ({pair.era_source}: {pair.era_evidence})"]
