@@ -129,6 +129,37 @@ def other_processes():
             load["cores"] = max(0.0, (end - busy - own) / wall)
 
 
+#: where a run's results go, one fresh folder per run (profiles/README.md)
+RESULTS = REPO / "profiles" / "results"
+
+
+def results_folder(out, prefix: str = ""):
+    """``out`` (created), or a fresh ``RESULTS/{prefix}{date-time}`` folder."""
+    import time
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
+    for k in range(100):
+        path = RESULTS / (stamp if k == 0 else f"{stamp}-{k}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"cannot create a fresh folder under {RESULTS}")
+
+
+def choice_list(text: str, choices, what: str) -> list:
+    """``'a,b'`` -> the named ``choices`` in their own order, for options such as
+    ``--engines``; argparse's error naming them all otherwise."""
+    import argparse
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names or any(x not in choices for x in names):
+        raise argparse.ArgumentTypeError(f"{what} are {', '.join(choices)}; got {text!r}")
+    return [x for x in choices if x in names]
+
+
 def run_json(cmd: list[str]) -> dict:
     """Run one measurement process (in the repository root) and return the JSON of its
     last stdout line, with ``other_processes_cores``: how busy the rest of the machine

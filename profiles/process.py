@@ -47,11 +47,10 @@ from pathlib import Path
 
 from photonab.atomic import write_text
 
-from .machine import REPO, _busy_cpu_seconds, describe, one_line, other_processes
+from .machine import REPO, _busy_cpu_seconds, choice_list, describe, one_line, other_processes, results_folder
 from .pairs import cached_pair, default_cache, parse_sizes
 
 DEFAULT_SIZES, QUICK_SIZES = "10M", "20k"
-RESULTS = REPO / "profiles" / "results"
 #: (name, interpreter arguments) of the start-up commands; "bare" is the reference
 STARTUP = (
     ("bare", ("-c", "pass")),
@@ -517,10 +516,7 @@ PARTS = ("startup", "whole", "threads")
 
 
 def _parts(text: str) -> list[str]:
-    names = [p.strip() for p in text.split(",") if p.strip()]
-    if not names or any(p not in PARTS for p in names):
-        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}; got {text!r}")
-    return [p for p in PARTS if p in names]
+    return choice_list(text, PARTS, "parts")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -554,18 +550,7 @@ def _settle(args) -> None:
 
 
 def _out_dir(out: Path | None) -> Path:
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for k in range(100):
-        path = RESULTS / (f"process-{stamp}" if k == 0 else f"process-{stamp}-{k}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise SystemExit(f"cannot create a fresh folder under {RESULTS}")
+    return results_folder(out, "process-")
 
 
 def save(results: dict, out: Path) -> Path:

@@ -46,14 +46,13 @@ from photonab.engines import ENGINES
 
 from . import regression, summary, targets
 from .lineprofile import LINE_PROFILED
-from .machine import REPO, describe, run_json
+from .machine import REPO, choice_list, describe, results_folder, run_json
 from .pairs import Pair, cached_pair, default_cache, parse_count, parse_sizes, size_label
 from .peers import NAMES, missing
 
 DEFAULT_SIZES = "100k,1M"
 QUICK_SIZES = "20k"
 SELECT_LIMIT = "1M"
-RESULTS = REPO / "profiles" / "results"
 BASELINE = REPO / "profiles" / "baseline.json"
 REPORT_PACKAGES = {"memory_profiler": "memory", "line_profiler": "lines", "matplotlib": "the PNG pictures"}
 EXIT_CASE_FAILED = 4
@@ -80,11 +79,7 @@ def _limit(text: str) -> int:
 
 
 def _engines(text: str) -> list[str]:
-    names = [e.strip() for e in text.split(",") if e.strip()]
-    unknown = [e for e in names if e not in ENGINES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"engines are {', '.join(ENGINES)}; got {text!r}")
-    return [e for e in ENGINES if e in names]
+    return choice_list(text, ENGINES, "engines")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,18 +133,7 @@ def _check_packages(timing_only: bool) -> None:
 
 
 def _out_dir(out: Path | None) -> Path:
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for k in range(100):
-        path = RESULTS / (stamp if k == 0 else f"{stamp}-{k}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise SystemExit(f"cannot create a fresh folder under {RESULTS}")
+    return results_folder(out, "")
 
 
 def plan(pairs: list[Pair], engines: list[str], args) -> tuple[list[Step], list[dict]]:

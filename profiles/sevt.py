@@ -55,7 +55,7 @@ from pathlib import Path
 
 from photonab.atomic import atomic_path, file_lock, write_text
 
-from .machine import REPO, cyext_build, describe, one_line, run_json
+from .machine import REPO, choice_list, cyext_build, describe, one_line, results_folder, run_json
 from .pairs import default_cache, generator_digest, parse_count, parse_sizes, size_label
 
 METHODS = ("cython", "numpy", "qcf.py")
@@ -70,7 +70,6 @@ SEED = 1
 MARKER = "complete.json"
 #: bytes on disk per photon of one pair without records (photon 64, seq 32, hits ~ 10% x 64; both sides)
 PAIR_BYTES_PER_PHOTON = 2 * 110
-RESULTS = REPO / "profiles" / "results"
 #: targets of issue 10
 TARGET_SIZE = 5_000_000
 IN_PROCESS_LIMIT_S = 0.1
@@ -265,10 +264,7 @@ def _counts(text: str) -> list[int]:
 
 
 def _methods(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    if not names or any(m not in METHODS for m in names):
-        raise argparse.ArgumentTypeError(f"methods are {', '.join(METHODS)}; got {text!r}")
-    return [m for m in METHODS if m in names]
+    return choice_list(text, METHODS, "methods")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,18 +309,7 @@ def _settle(args) -> None:
 
 
 def _out_dir(out: Path | None) -> Path:
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        return out
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for k in range(100):
-        path = RESULTS / (f"sevt-{stamp}" if k == 0 else f"sevt-{stamp}-{k}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise SystemExit(f"cannot create a fresh folder under {RESULTS}")
+    return results_folder(out, "sevt-")
 
 
 def plan(args) -> list[tuple[str, str, int]]:
