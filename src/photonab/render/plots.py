@@ -105,17 +105,22 @@ def figure(result, rows: int = 20, skip=()):
     return fig
 
 
-def plot_comparison(result, path, rows: int = 20, skip=()) -> Path:
-    """Draw ``result`` into ``path`` (format from its suffix; none = .png added);
-    returns the file written."""
-    path = check_plot_path(path)
-    fig = figure(result, rows, skip)
+def save(fig, path: Path) -> Path:
+    """Write ``fig`` to the checked ``path``, whole or not at all (docs/reliability.md)."""
     try:
         with atomic.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format=path.suffix[1:].lower())
     except OSError as exc:
         raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
     return path
+
+
+def plot_comparison(result, path, rows: int = 20, skip=()) -> Path:
+    """Draw ``result`` into ``path`` (format from its suffix; none = .png added);
+    returns the file written."""
+    path = check_plot_path(path)
+    fig = figure(result, rows, skip)
+    return save(fig, path)
 
 
 def figure_qcf(result, rows: int = 20, skip=()):
@@ -152,9 +157,4 @@ def plot_qcf(result, path, rows: int = 20, skip=()) -> Path:
     """Draw the QCF history bars of an SEvt comparison or run into ``path``; the file written."""
     path = check_plot_path(path)
     fig = figure_qcf(result, rows, skip)
-    try:
-        with atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format=path.suffix[1:].lower())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write the plot ({exc.strerror or exc})") from None
-    return path
+    return save(fig, path)
