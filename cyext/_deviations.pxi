@@ -39,6 +39,20 @@ cdef struct _Inputs:
     bint finals
 
 
+cdef enum:
+    _NOT_ALIGNED = -2  # a photon's group in a block's group list: A and B histories differ
+
+
+cdef struct _Partials:  # each thread's partial rows: thread t's start at t * G (t * slot_stride)
+    _RecordRow* rec
+    uint16_t* slot
+    _FinalRow* fin
+    int32_t* pos
+    Py_ssize_t G
+    Py_ssize_t slot_stride
+    Py_ssize_t pos_stride
+
+
 cdef int64_t _count_unknown(const _Inputs* x, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
     """Aligned photons of [s, e) whose history is not in the index (looked up before any
     table is touched when the tables are too big to keep a copy of)."""
@@ -59,24 +73,85 @@ cdef int64_t _count_unknown(const _Inputs* x, Py_ssize_t s, Py_ssize_t e) noexce
     return missing
 
 
-cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
-                           _RecordRow* rec, uint16_t* slot, _FinalRow* fin, int32_t* pos,
-                           int32_t* blk_group, double* blk_sum, int64_t* blk_n,
-                           int64_t* unknown) noexcept nogil:
+cdef struct _BlockSum:  # one block's ox partial sums: groups blk_group[:n], sums blk_sum[:n]
+    int32_t* blk_group
+    double* blk_sum
+    int64_t* n
+
+
+cdef struct _BlockScratch:  # the arrays of a _BlockSums, for use without the GIL
+    int32_t* groups
+    double* sums
+    int64_t* count
+    Py_ssize_t cap
+
+
+cdef inline _BlockSum _block_at(const _BlockScratch* b, Py_ssize_t k) noexcept nogil:
+    cdef _BlockSum out
+    out.blk_group, out.blk_sum, out.n = b.groups + k * b.cap, b.sums + k * b.cap, b.count + k
+    return out
+
+
+cdef class _BlockSums:
+    """Scratch of one parallel region's ox block partials, one row per block it may do."""
+    cdef object groups, sums, count
+    cdef bint finals
+
+    def __init__(self, Py_ssize_t nblocks, Py_ssize_t n_groups, bint finals):
+        # a block touches at most min(SUM_BLOCK, G) groups
+        cdef Py_ssize_t cap = max(1, min(_SUM_BLOCK, n_groups)) if finals else 1
+        self.finals = finals
+        self.groups = np.empty((nblocks, cap), dtype=np.int32)
+        self.sums = np.empty((nblocks, cap), dtype=np.float64)
+        self.count = np.zeros(nblocks, dtype=np.int64)
+
+    cdef _BlockScratch view(self):
+        cdef int32_t[:, ::1] g = self.groups
+        cdef double[:, ::1] v = self.sums
+        cdef int64_t[::1] n = self.count
+        cdef _BlockScratch out
+        out.groups, out.sums, out.count, out.cap = &g[0, 0], &v[0, 0], &n[0], g.shape[1]
+        return out
+
+    cdef list taken(self, Py_ssize_t first, blocks, done):
+        """``(absolute block, groups, sums)`` of the blocks done (copies): for
+        DeviationAccumulator._take_block_sums."""
+        if not self.finals:
+            return []
+        return [(first + int(blocks[k]), self.groups[k, :n].copy(), self.sums[k, :n].copy())
+                for k, n in enumerate(self.count) if done[k] and n]
+
+
+cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _Partials* p, int t,
+                           _BlockSum blk, const int32_t* groups, int64_t* unknown) noexcept nogil:
+    """The deviations of the aligned photons [s, e) into thread ``t``'s partial rows;
+    their ox sums into ``blk``, in photon order (the fixed association). ``groups``
+    (NULL: look them up) holds each photon's group, _NOT_ALIGNED for the others."""
+    cdef _RecordRow* rec = p.rec + t * p.G if p.rec else NULL
+    cdef uint16_t* slot = p.slot + t * p.slot_stride if p.slot else NULL
+    cdef _FinalRow* fin = p.fin + t * p.G if p.fin else NULL
+    cdef int32_t* pos = p.pos + t * p.pos_stride
+    cdef int32_t* blk_group = blk.blk_group
+    cdef double* blk_sum = blk.blk_sum
     cdef Py_ssize_t i
     cdef uint64_t ca, last = 0
     cdef int32_t g, last_g = -1, q, nq = 0
     cdef int32_t d3[3]
     cdef double d
     for i in range(s, e):
-        ca = _seq_at(x.sa, x.sas, i)
-        if ca != _seq_at(x.sb, x.sbs, i):
-            continue
-        if last_g >= 0 and ca == last:  # histories repeat a lot: remember the last lookup
-            g = last_g
+        if groups != NULL:  # found while counting the block: ph is not read again
+            g = groups[i - s]
+            if g == _NOT_ALIGNED:
+                continue
         else:
-            g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
-            last, last_g = ca, g
+            ca = _seq_at(x.sa, x.sas, i)
+            if ca != _seq_at(x.sb, x.sbs, i):
+                continue
+            if last_g >= 0 and ca == last:  # histories repeat a lot: remember the last lookup
+                g = last_g
+            else:
+                g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+                last, last_g = ca, g
         if g < 0:  # add() undoes the pass (or checked first)
             unknown[0] += 1
             continue
@@ -97,7 +172,7 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                 blk_sum[q] += d
     for q in range(nq):
         pos[blk_group[q]] = -1
-    blk_n[0] = nq
+    blk.n[0] = nq
 
 
 cdef class DeviationAccumulator:
@@ -125,7 +200,6 @@ cdef class DeviationAccumulator:
     cdef readonly object record_partials, slot_partials, final_partials, sums
     cdef readonly list blocks
     cdef object thresholds, cuts, pos
-    cdef object blk_group, blk_sum, blk_n
     cdef Py_ssize_t next_start
 
     def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
@@ -139,8 +213,7 @@ cdef class DeviationAccumulator:
         # those tables (and their page faults and merge) cost more than a thread saves:
         # only as many threads as have partials within PARTIALS_BUDGET bytes beyond the
         # first (docs/kernels.md, "Memory"). The result is the same for any count.
-        cdef Py_ssize_t per_part = G * _row_bytes(self.records, finals, 16 if maxrec is None else int(maxrec))
-        self.n_threads = max(1, min(self.n_threads_asked, 1 + PARTIALS_BUDGET // max(1, per_part)))
+        self.n_threads = self._threads_for(G, 16 if maxrec is None else int(maxrec))
         self.thresholds = np.ascontiguousarray(thresholds, dtype=np.int64)
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
@@ -154,7 +227,6 @@ cdef class DeviationAccumulator:
         self.sums = np.zeros(G if finals else 0)
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
-        self.blk_group = self.blk_sum = self.blk_n = None
         self.next_start = 0
 
     cdef _set_maxrec(self, int maxrec):
@@ -167,26 +239,10 @@ cdef class DeviationAccumulator:
         self.maxrec = maxrec
         self.slot_partials = new_slot_partials(len(self.index) if self.records else 0, self.n_threads, maxrec)
 
-    cdef _block_scratch(self, Py_ssize_t nblocks):
-        cdef Py_ssize_t cap = max(1, min(_SUM_BLOCK, len(self.index)))
-        if self.blk_n is None or self.blk_n.shape[0] < nblocks:
-            self.blk_group = np.zeros((nblocks, cap), dtype=np.int32)
-            self.blk_sum = np.zeros((nblocks, cap), dtype=np.float64)
-            self.blk_n = np.zeros(nblocks, dtype=np.int64)
-        self.blk_n[:] = 0
-
-    def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
-            Py_ssize_t start, Py_ssize_t stop):
-        """Aggregate the aligned photons of ``[start, stop)``; ``start`` a multiple of
-        SUM_BLOCK. rx_a/rx_b (N, maxrec, 2, 4) int16 and ox_a/ox_b (N, 4, 4) float32,
-        each photon's values contiguous; the ones a disabled table needs may be None.
-
-        Everything is checked before the tables are touched (shapes, the range, and that
-        every aligned photon's history is in the index): a ValueError leaves the
-        accumulator as it was, so the caller may go on with other ranges.
-        """
+    cdef _fill_inputs(self, _Inputs* x, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a,
+                      const uint64_t[:] seq_b, Py_ssize_t start, Py_ssize_t stop):
+        """Check one ``add`` range's arrays and point ``x`` at them (all but the index)."""
         cdef Py_ssize_t n = seq_a.shape[0]
-        cdef _Inputs x
         cdef const int16_t[:, :, :, :] rxa
         cdef const int16_t[:, :, :, :] rxb
         cdef const float[:, :, :] oxa
@@ -200,9 +256,9 @@ cdef class DeviationAccumulator:
         if not self.keep_blocks and start < self.next_start:
             raise ValueError(f"ranges must come in increasing order (start {start} < {self.next_start}); "
                              "use keep_blocks=True for any order")
+        memset(x, 0, sizeof(_Inputs))
         if stop == start:
             return
-        memset(&x, 0, sizeof(x))
         x.rmask, x.finals = self.record_mask, self.finals
         x.sa, x.sas = <const char*>&seq_a[0], seq_a.strides[0]
         x.sb, x.sbs = <const char*>&seq_b[0], seq_b.strides[0]
@@ -219,18 +275,96 @@ cdef class DeviationAccumulator:
             _check_finals(oxb, "ox_b", n)
             x.oa, x.oas, x.ob, x.obs = <const char*>&oxa[0, 0, 0], oxa.strides[0], \
                 <const char*>&oxb[0, 0, 0], oxb.strides[0]
-        cdef GroupIndex index = self.index
-        x.slot_code, x.slot_entry, x.mask = &index.slot_code[0], &index.slot_entry[0], index.mask
         cdef const int64_t[:, ::1] thr = self.thresholds
         cdef const double[::1] cut = self.cuts
         x.thr, x.cut = &thr[0, 0], &cut[0]
+        self._point_index(x)
 
+    cdef _point_index(self, _Inputs* x):
+        cdef GroupIndex index = self.index  # never without slots, even with no codes
+        x.slot_code, x.slot_entry, x.mask = &index.slot_code[0], &index.slot_entry[0], index.mask
+
+    cdef _Partials _partials(self):
+        """Where each thread's partial rows are, for the current index (NULL: no such table)."""
+        cdef _Partials p
+        cdef Py_ssize_t G = len(self.index)
+        cdef uint16_t[:, :, :, ::1] slot_view
+        cdef int32_t[:, ::1] pos = self.pos
+        memset(&p, 0, sizeof(p))
+        p.G, p.slot_stride = G, G * max(self.maxrec, 0) * _SLOT_LANES
+        p.rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
+        if self.records and G and self.maxrec > 0:
+            slot_view = self.slot_partials
+            p.slot = &slot_view[0, 0, 0, 0]
+        p.fin = _final_rows(self.final_partials, 0) if self.finals and G else NULL
+        p.pos, p.pos_stride = &pos[0, 0], pos.shape[1]
+        return p
+
+    cdef _regroup(self, GroupIndex index):
+        """Take ``index``, which extends the current one (same codes first, new ones after):
+        the tables grow empty rows for the new groups, and the threads are capped again by
+        PARTIALS_BUDGET (parts beyond the new count are merged into part 0, exactly)."""
+        cdef Py_ssize_t G = len(self.index), G2 = len(index)
+        if G2 < G or not np.array_equal(index.codes[:G], self.index.codes):
+            raise ValueError("regroup: the new index must extend the current one")
+        cdef int P = self.n_threads
+        cdef int P2 = self._threads_for(G2, 16 if self.maxrec < 0 else self.maxrec)
+        rec, fin, slots = self.record_partials, self.final_partials, self.slot_partials
+        if P2 < P:  # fold the parts: the merged row is the same whichever part held what
+            rec = merge_record_partials(rec)[None] if self.records else rec[:P2]
+            fin = merge_final_partials(fin)[None] if self.finals else fin[:P2]
+            if slots is not None:
+                slots = slots.max(axis=0, keepdims=True)
+            P = 1
+        self.n_threads = P2
+        self.record_partials = _grown(rec, new_record_partials(G2 if self.records else 0, P2))
+        self.final_partials = _grown(fin, new_final_partials(G2 if self.finals else 0, P2))
+        if slots is not None:
+            self.slot_partials = _grown(slots, new_slot_partials(G2 if self.records else 0, P2, self.maxrec))
+        self.pos = np.full((P2, max(G2, 1)), -1, dtype=np.int32)
+        if self.finals:
+            self.sums = np.concatenate([self.sums, np.zeros(G2 - G)])
+        self.index = index
+
+    cdef int _threads_for(self, Py_ssize_t G, int maxrec):
+        """Threads whose partial tables of G groups fit PARTIALS_BUDGET beyond the first."""
+        cdef Py_ssize_t per_part = G * _row_bytes(self.records, self.finals, maxrec)
+        return max(1, min(self.n_threads_asked, 1 + PARTIALS_BUDGET // max(1, per_part)))
+
+    cdef _take_block_sums(self, list blocks):
+        """Block partials ``(block, groups, sums)`` of one range: kept (keep_blocks) or added
+        to the totals in block order, the fixed association."""
+        if self.keep_blocks:
+            self.blocks.extend(blocks)
+            return
+        cdef double[::1] sums = self.sums
+        cdef const int32_t[::1] g
+        cdef const double[::1] v
+        cdef Py_ssize_t q
+        for _, groups, values in sorted(blocks, key=lambda item: item[0]):
+            g, v = groups, values
+            for q in range(g.shape[0]):
+                sums[g[q]] += v[q]
+
+    def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
+            Py_ssize_t start, Py_ssize_t stop):
+        """Aggregate the aligned photons of ``[start, stop)``; ``start`` a multiple of
+        SUM_BLOCK. rx_a/rx_b (N, maxrec, 2, 4) int16 and ox_a/ox_b (N, 4, 4) float32,
+        each photon's values contiguous; the ones a disabled table needs may be None.
+
+        Everything is checked before the tables are touched (shapes, the range, and that
+        every aligned photon's history is in the index): a ValueError leaves the
+        accumulator as it was, so the caller may go on with other ranges.
+        """
+        cdef _Inputs x
+        self._fill_inputs(&x, rx_a, rx_b, ox_a, ox_b, seq_a, seq_b, start, stop)
+        if stop == start:
+            return
         # Nothing may be added when an aligned photon's history is not in the index.
         # When the partial tables are small next to the range, keep a copy and put it
         # back on failure; otherwise look every history up before the pass.
-        cdef Py_ssize_t G = len(index)
+        cdef Py_ssize_t G = len(self.index)
         cdef Py_ssize_t b, bs
-        cdef int t
         cdef int64_t missing = 0
         saved = None
         if self.n_threads * G * (RECORD_DTYPE.itemsize + FINAL_DTYPE.itemsize) <= 16 * (stop - start):
@@ -245,30 +379,10 @@ cdef class DeviationAccumulator:
             if missing:
                 raise ValueError(f"{missing} aligned photons of [{start}, {stop}) have a history that is "
                                  "not in the index; nothing was added")
-
         cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
-        self._block_scratch(nblocks)
-        # row (t, g) of a (P, G) partial table is rows[t * G + g]; a disabled table has no rows
-        cdef _RecordRow* rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
-        cdef uint16_t[:, :, :, ::1] slot_view
-        cdef uint16_t* slot = NULL
-        if self.records and G and x.maxrec:
-            slot_view = self.slot_partials
-            slot = &slot_view[0, 0, 0, 0]
-        cdef _FinalRow* fin = _final_rows(self.final_partials, 0) if self.finals and G else NULL
-        cdef int32_t[:, ::1] pos = self.pos
-        cdef int32_t[:, ::1] bg = self.blk_group
-        cdef double[:, ::1] bsum = self.blk_sum
-        cdef int64_t[::1] bn = self.blk_n
+        blocks = np.arange(nblocks, dtype=np.int64)
         unknown = np.zeros(self.n_threads, dtype=np.int64)
-        cdef int64_t[::1] unk = unknown
-        with nogil:
-            for b in prange(nblocks, schedule="dynamic", num_threads=self.n_threads):
-                t = cyext_thread_id()
-                bs = start + b * _SUM_BLOCK
-                _deviation_block(&x, bs, min(bs + _SUM_BLOCK, stop), rec + t * G if rec else NULL,
-                                 slot + t * G * x.maxrec * _SLOT_LANES if slot else NULL, fin + t * G if fin else NULL, &pos[t, 0], &bg[b, 0], &bsum[b, 0], &bn[b],
-                                 &unk[t])
+        sums = self._deviation_round(&x, start, stop, blocks, np.ones(nblocks, dtype=np.uint8), unknown)
         if unknown.any():
             if saved is not None:
                 np.copyto(self.record_partials, saved[0])
@@ -277,14 +391,29 @@ cdef class DeviationAccumulator:
                     np.copyto(self.slot_partials, saved[2])
             raise ValueError(f"{int(unknown.sum())} aligned photons of [{start}, {stop}) have a history that "
                              "is not in the index; nothing was added")
-        if self.finals:
-            if self.keep_blocks:
-                for b in range(nblocks):
-                    self.blocks.append((start // _SUM_BLOCK + b, self.blk_group[b, :bn[b]].copy(),
-                                        self.blk_sum[b, :bn[b]].copy()))
-            else:
-                _add_block_sums(self.sums, bg, bsum, bn, nblocks)
+        self._take_block_sums(sums)
         self.next_start = stop
+
+    cdef list _deviation_round(self, const _Inputs* x, Py_ssize_t start, Py_ssize_t stop, blocks, todo, unknown):
+        """One parallel region: the deviations of the SUM_BLOCK blocks ``blocks`` (block
+        numbers of the range) whose ``todo`` flag is set; returns their ox block partials
+        (see _BlockSums.taken); photons of unknown histories are counted into ``unknown``
+        (per thread) and skipped."""
+        cdef Py_ssize_t nb = len(blocks), k, bs
+        cdef int t
+        cdef _BlockSums scratch = _BlockSums(max(nb, 1), len(self.index), self.finals)
+        cdef _BlockScratch sv = scratch.view()
+        cdef const int64_t[::1] bl = blocks
+        cdef const uint8_t[::1] td = todo
+        cdef int64_t[::1] unk = unknown
+        cdef _Partials p = self._partials()
+        with nogil:
+            for k in prange(nb, schedule="dynamic", num_threads=self.n_threads):
+                if td[k]:
+                    t = cyext_thread_id()
+                    bs = start + bl[k] * _SUM_BLOCK
+                    _deviation_block(x, bs, min(bs + _SUM_BLOCK, stop), &p, t, _block_at(&sv, k), NULL, &unk[t])
+        return scratch.taken(start // _SUM_BLOCK, blocks, todo)
 
     def result(self, bint copy=True):
         """Merged aggregates, row g = group g (with ``copy`` False and one thread's partials,
@@ -346,12 +475,11 @@ cdef int _record_mask(records) except -1:
     return sum(1 << k for k, t in enumerate(RECORD_TABLES) if t in names)
 
 
-cdef void _add_block_sums(double[::1] sums, int32_t[:, ::1] bg, double[:, ::1] bsum, int64_t[::1] bn,
-                          Py_ssize_t nblocks) noexcept:
-    cdef Py_ssize_t b, q
-    for b in range(nblocks):  # block order: the fixed association
-        for q in range(bn[b]):
-            sums[bg[b, q]] += bsum[b, q]
+cdef object _grown(old, new):
+    """``new`` (P2, G2, ...) with ``old`` (P <= P2, G <= G2, ...) copied into its first parts
+    and groups: partial tables growing rows for new groups."""
+    new[:old.shape[0], :old.shape[1]] = old
+    return new
 
 
 def merge_block_sums(Py_ssize_t n_groups, blocks):

@@ -65,8 +65,9 @@ cdef class HistoryCounter:
     cdef uint64_t[::1] slot_code
     cdef int32_t[::1] slot_entry
     cdef uint64_t mask
-    # per-part private tables
+    # per-part private tables, each with room for the codes of ``room`` photons
     cdef int nparts
+    cdef readonly int64_t room
     cdef uint64_t[:, ::1] p_slot_code
     cdef int32_t[:, ::1] p_slot_entry
     cdef uint64_t p_mask
@@ -75,11 +76,14 @@ cdef class HistoryCounter:
     cdef int64_t[:, ::1] p_entry_slot
     cdef int64_t[::1] p_size
 
-    def __init__(self):
-        """An empty counter."""
+    def __init__(self, int64_t room=HISTORY_ROOM):
+        """An empty counter; each thread's private table holds the codes of ``room`` photons."""
+        if room < 1:
+            raise ValueError(f"room must be >= 1, got {room}")
         self.size = 0
         self._grow(64)
         self.nparts = 0
+        self.room = room
 
     def __len__(self):
         return self.size
@@ -108,7 +112,7 @@ cdef class HistoryCounter:
     cdef _prepare_parts(self, int nparts):
         if nparts == self.nparts:
             return
-        cdef int64_t per_part = 2 * HISTORY_ROOM  # an A and a B code per photon
+        cdef int64_t per_part = 2 * self.room  # an A and a B code per photon
         cdef int64_t cap = _capacity_for(per_part)
         self.p_slot_code = np.zeros((nparts, cap), dtype=np.uint64)
         self.p_slot_entry = np.full((nparts, cap), -1, dtype=np.int32)
@@ -118,6 +122,13 @@ cdef class HistoryCounter:
         self.p_entry_slot = np.zeros((nparts, per_part), dtype=np.int64)
         self.p_size = np.zeros(nparts, dtype=np.int64)
         self.nparts = nparts
+
+    cdef _merge_parts(self):
+        """Every private table into the global one (then empty)."""
+        cdef int p
+        self._reserve(np.asarray(self.p_size).sum())  # room for every private code
+        for p in range(self.nparts):
+            self._merge_part(p)
 
     cdef void _merge_part(self, int p) noexcept nogil:
         cdef int64_t j, e
@@ -179,9 +190,7 @@ cdef class HistoryCounter:
                         _count_part(a_base, a_stride, b_base, b_stride, bs, be,
                                     &p_slot_code[t, 0], &p_slot_entry[t, 0], p_mask,
                                     &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t])
-            self._reserve(np.asarray(self.p_size).sum())  # room for every private code, then merge
-            for p in range(nparts):
-                self._merge_part(p)
+            self._merge_parts()
             todo = todo[skipped[todo] == 1]
 
     def add_counts(self, codes, counts):

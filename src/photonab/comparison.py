@@ -27,7 +27,7 @@ EXTRA_TABLES = ("materials",)
 def tqdm_progress(total, desc):
     """Progress factory drawing a tqdm bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=f"{desc:>12}", unit="photon" if desc in ("histories", "deviations") else "row",
+    return tqdm(total=total, desc=f"{desc:>12}", unit="photon" if desc in ("photons", "histories", "deviations") else "row",
                 unit_scale=True, disable=None, leave=False, dynamic_ncols=True)
 
 
@@ -205,20 +205,24 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
     with engine_for(engine, n_threads) as eng, pair.reading(allow_changing_input):
         seconds = {}
         t0 = time.perf_counter()
-        if want_materials:
-            counts, mat_counts = analysis.histories_and_materials(eng, pair, bar)
+        # the kernels take every aligned history; --select keeps the matching rows afterwards
+        one_pass = getattr(eng, "histories_and_deviations", None)
+        if one_pass is not None and tables and not want_materials:  # ph read once (docs/kernels.md)
+            counts, aggregates = one_pass(pair, cuts, tables=tables, progress=bar)
+            seconds["histories and deviations"] = time.perf_counter() - t0
         else:
-            counts = eng.histories(pair, progress=bar)
-        all_codes, groups = counts.codes, counts.groups()
+            if want_materials:
+                counts, mat_counts = analysis.histories_and_materials(eng, pair, bar)
+            else:
+                counts = eng.histories(pair, progress=bar)
+            seconds["histories"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            aggregates = eng.deviations(pair, counts.groups(), cuts, tables=tables, progress=bar) if tables else {}
+            seconds["deviations"] = time.perf_counter() - t0
+        all_codes = counts.codes
         if pattern is not None:
             counts = analysis.select_counts(counts, pattern)
-        seconds["histories"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        # the kernels take every aligned history; --select keeps the matching rows afterwards
-        aggregates = eng.deviations(pair, groups, cuts, tables=tables, progress=bar) if tables else {}
-        if pattern is not None:
             aggregates = {t: analysis.select_aggregate(agg, pattern) for t, agg in aggregates.items()}
-        seconds["deviations"] = time.perf_counter() - t0
         extra = _extras(pair, eng, pattern, all_codes, mat_counts if want_materials else None, c2max,
                         migration, migration_first, n_threads, seconds)
     deviations = {t: DeviationTable(aggregates[t]) for t in tables}

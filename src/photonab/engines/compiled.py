@@ -55,6 +55,22 @@ class CythonEngine:
                 bar.update(stop - start)
         return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
+    def histories_and_deviations(self, pair: EventPair, cuts: Cuts, tables=TABLES, progress=no_progress
+                                 ) -> tuple[HistoryCounts, dict[str, DeviationAggregate]]:
+        """:meth:`histories`, then :meth:`deviations` of ``groups()``, in one pass over the
+        photons (cyext.PairPass: ph read once; docs/kernels.md, "One pass")."""
+        one = self.cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, self.n_threads,
+                                  records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables,
+                                  maxrec=pair.a.rx.shape[1])
+        a, b = pair.a, pair.b
+        with progress(pair.n, "photons") as bar:
+            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
+                one.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
+                bar.update(stop - start)
+        codes, counts, groups, result = one.result()
+        counts = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
+        return counts, aggregates_from_result(result, groups, cuts, tables)
+
     def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
         """See :meth:`photonab.engines.base.Engine.chase`: the cyext chase kernel."""
         index, dev = np.zeros(limit, np.int64), np.zeros(limit, np.float64)

@@ -1,0 +1,182 @@
+# ------------------------------------------------------------------ the one pass over a pair
+# The history counts of A and B and the four deviation tables in ONE pass over each
+# photon range, one parallel region per round (docs/kernels.md, "One pass"): a thread
+# takes a SUM_BLOCK block, counts its histories into its private table (reading ph),
+# then, if every aligned photon of the block has a history the group index knows,
+# aggregates the block's deviations (ph again, now from cache, with rx and ox).
+#
+# The groups are not known before the pass: a block whose aligned photons bring a new
+# history waits. After the region the private counts merge, the index grows by the
+# histories now seen in both events, and the waiting blocks (already counted) get
+# their deviations in the next round. A block is never half done, and the ox sums of a
+# block are made in photon order, so the tables are those of the two-pass way
+# (HistoryCounter, then DeviationAccumulator) whatever the threads and the rounds.
+
+
+cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
+                          uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
+                          uint64_t* code, int64_t* count, int64_t* entry_slot, int64_t* size,
+                          int32_t* entry_group, int32_t* groups) noexcept nogil:
+    """Count the histories of photons [s, e) into a private table (as _count_part), and
+    put each photon's group in ``groups`` (_NOT_ALIGNED, or -1 for a history the index
+    of ``x`` lacks; each private entry looks its code up once, into ``entry_group``);
+    returns how many aligned photons have such a history."""
+    cdef Py_ssize_t i
+    cdef const char* sa = x.sa
+    cdef const char* sb = x.sb
+    cdef Py_ssize_t sas = x.sas, sbs = x.sbs
+    cdef uint64_t ca, cb, last_a = 0
+    cdef int64_t ea = -1, eb, n, unknown = 0
+    cdef int32_t g = -1
+    for i in range(s, e):
+        ca = _seq_at(sa, sas, i)
+        cb = _seq_at(sb, sbs, i)
+        if ea < 0 or ca != last_a:  # histories repeat a lot: remember the last entry
+            n = size[0]
+            ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
+            if ea == n:  # a new entry
+                entry_group[ea] = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+            last_a, g = ca, entry_group[ea]
+        count[2 * ea] += 1
+        if cb == ca:
+            count[2 * ea + 1] += 1
+            groups[i - s] = g
+            unknown += g < 0
+        else:
+            n = size[0]
+            eb = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, cb)
+            if eb == n:
+                entry_group[eb] = _lookup(x.slot_code, x.slot_entry, x.mask, cb)
+            count[2 * eb + 1] += 1
+            groups[i - s] = _NOT_ALIGNED
+    return unknown
+
+
+cdef enum:  # the state of a block of an add() range
+    _TO_COUNT = 0    # not counted yet
+    _COUNTED = 1     # counted, its deviations wait for the index to know its histories
+    _DONE = 2
+
+
+cdef class PairPass:
+    """History counts (``counter``, a HistoryCounter) and deviation tables
+    (``deviations``, a DeviationAccumulator) of the photon ranges given to :meth:`add`,
+    each range read once. The arguments are DeviationAccumulator's; its index grows as
+    histories are found. :meth:`result` gives the counts and the tables of every history
+    seen in both events, in ascending code order (what the two-pass way gives for the
+    groups ``HistoryCounts.groups()``).
+    """
+    cdef readonly HistoryCounter counter
+    cdef readonly DeviationAccumulator deviations
+    cdef readonly int rounds
+
+    def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None):
+        # a private table takes a whole block's codes when it is empty: every round moves on
+        self.counter = HistoryCounter(room=_SUM_BLOCK)
+        self.deviations = DeviationAccumulator(GroupIndex(np.zeros(0, np.uint64)), thresholds, cuts, n_threads,
+                                               records=records, finals=finals, maxrec=maxrec)
+        self.rounds = 0
+
+    def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
+            Py_ssize_t start, Py_ssize_t stop):
+        """Count and aggregate the photons of ``[start, stop)`` (arguments as
+        DeviationAccumulator.add; ranges in increasing order)."""
+        cdef DeviationAccumulator acc = self.deviations
+        cdef HistoryCounter hc = self.counter
+        cdef _Inputs x
+        acc._fill_inputs(&x, rx_a, rx_b, ox_a, ox_b, seq_a, seq_b, start, stop)
+        if stop == start:
+            return
+        cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
+        state = np.zeros(nblocks, dtype=np.uint8)
+        cdef uint8_t[::1] st = state
+        todo = np.arange(nblocks, dtype=np.int64)
+        cdef const int64_t[::1] bl
+        cdef Py_ssize_t k, nb, b, bs, be
+        cdef int t, nparts
+        cdef int64_t room = 2 * hc.room
+        cdef uint64_t[:, ::1] p_slot_code
+        cdef int32_t[:, ::1] p_slot_entry
+        cdef uint64_t[:, ::1] p_code
+        cdef int64_t[:, :, ::1] p_count
+        cdef int64_t[:, ::1] p_entry_slot
+        cdef int64_t[::1] p_size
+        cdef _Partials p
+        # per thread: the group of each private entry, and of each photon of its block
+        entry_groups = np.empty((acc.n_threads_asked, 2 * hc.room), dtype=np.int32)
+        block_groups = np.empty((acc.n_threads_asked, _SUM_BLOCK), dtype=np.int32)
+        cdef int32_t[:, ::1] eg = entry_groups
+        cdef int32_t[:, ::1] bgr = block_groups
+        cdef const int32_t* counted
+        cdef _BlockSums scratch
+        cdef _BlockScratch sv
+        cdef int64_t[::1] unk
+        sums = []
+        while len(todo):
+            nparts = acc.n_threads
+            hc._prepare_parts(nparts)
+            p_slot_code, p_slot_entry, p_code = hc.p_slot_code, hc.p_slot_entry, hc.p_code
+            p_count, p_entry_slot, p_size = hc.p_count, hc.p_entry_slot, hc.p_size
+            acc._point_index(&x)
+            p = acc._partials()
+            nb = len(todo)
+            bl = todo
+            scratch = _BlockSums(nb, len(acc.index), acc.finals)
+            sv = scratch.view()
+            unknown = np.zeros(nparts, dtype=np.int64)
+            unk = unknown
+            with nogil:
+                for k in prange(nb, schedule="dynamic", num_threads=nparts):
+                    t = cyext_thread_id()
+                    b = bl[k]
+                    bs = start + b * _SUM_BLOCK
+                    be = min(bs + _SUM_BLOCK, stop)
+                    counted = NULL  # a block counted in an earlier round looks its groups up
+                    if st[b] == _TO_COUNT:
+                        if p_size[t] + 2 * (be - bs) > room:
+                            continue  # no room for its codes: next round, after the merge
+                        st[b] = _COUNTED
+                        if _count_block(&x, bs, be, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask,
+                                        &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t],
+                                        &eg[t, 0], &bgr[t, 0]):
+                            continue  # a history the index lacks: next round
+                        counted = &bgr[t, 0]
+                    _deviation_block(&x, bs, be, &p, t, _block_at(&sv, k), counted, &unk[t])
+                    st[b] = _DONE
+            self.rounds += 1
+            if unknown.any():  # a block counted as known met an unknown history: a bug
+                raise RuntimeError(f"PairPass: {int(unknown.sum())} photons of known blocks had unknown histories")
+            sums.extend(scratch.taken(start // _SUM_BLOCK, todo, state[todo] == _DONE))
+            hc._merge_parts()
+            waiting = todo[state[todo] == _COUNTED]
+            if len(waiting):
+                self._grow_index()
+            todo = todo[state[todo] != _DONE]
+        acc._take_block_sums(sums)
+        acc.next_start = stop
+
+    cdef _grow_index(self):
+        """Groups for every history now counted in both events that the index lacks
+        (new codes after the old: rows already made keep their numbers)."""
+        cdef DeviationAccumulator acc = self.deviations
+        codes, counts = self.counter.result()
+        both = codes[(counts[:, 0] > 0) & (counts[:, 1] > 0)]
+        new = both[acc.index.lookup(both) < 0]
+        if len(new):
+            acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.sort(new)])))
+
+    def result(self):
+        """(codes (H,) uint64, counts (H, 2) int64) of every history in no particular
+        order, the groups (G,) uint64 = the codes counted in both events, ascending, and
+        the deviation tables of those groups as DeviationAccumulator.result (row g =
+        group g; a group without aligned photons has an empty row)."""
+        self._grow_index()
+        codes, counts = self.counter.result()
+        res = self.deviations.result(copy=False)
+        groups = self.deviations.index.codes
+        order = np.argsort(groups)
+        if np.any(order != np.arange(len(order))):
+            for key in ("records", "slots", "finals", "sums"):
+                if key in res:
+                    res[key] = res[key][order]
+        return codes, counts, groups[order], res

@@ -1,0 +1,93 @@
+"""cyext.PairPass (histories and deviations in one pass) against the two-pass way
+(HistoryCounter, then DeviationAccumulator over HistoryCounts.groups())."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import random_pair
+from photonab import EventPair
+from photonab.cuts import RECORD_TABLES, Cuts
+from photonab.engines.base import HistoryCounts
+
+
+def two_pass(cyext, pair, cuts, n_threads, ranges, records, finals):
+    counter = cyext.HistoryCounter()
+    for start, stop in ranges:
+        counter.add(pair.a.seqhis, pair.b.seqhis, start, stop, n_threads)
+    codes, counts = counter.result()
+    groups = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1]).groups()
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, n_threads,
+                                     records=records, finals=finals, maxrec=pair.a.rx.shape[1])
+    for start, stop in ranges:
+        acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, start, stop)
+    return codes, counts, groups, acc.result()
+
+
+def one_pass(cyext, pair, cuts, n_threads, ranges, records, finals):
+    one = cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, n_threads, records=records, finals=finals,
+                         maxrec=pair.a.rx.shape[1])
+    for start, stop in ranges:
+        one.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, start, stop)
+    return one, one.result()
+
+
+def assert_same(cyext, got, want):
+    codes, counts, groups, res = got
+    wcodes, wcounts, wgroups, wres = want
+    order, worder = np.argsort(codes), np.argsort(wcodes)
+    assert np.array_equal(codes[order], wcodes[worder]) and np.array_equal(counts[order], wcounts[worder])
+    assert np.array_equal(groups, wgroups)
+    assert res.keys() == wres.keys()
+    for key in res:
+        assert res[key].tobytes() == wres[key].tobytes(), key  # bit for bit, the ox sums too
+
+
+def _ranges(n, chunk):
+    return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocks=st.integers(1, 4), extra=st.integers(0, 3000), n_codes=st.sampled_from([1, 5, 300, 40_000]),
+       n_threads=st.integers(1, 3), chunk_blocks=st.integers(1, 3), seed=st.integers(0, 2**16),
+       tables=st.sampled_from([RECORD_TABLES + ("ox",), ("rpost",), ("rtime", "ox"), ("ox",)]),
+       p_aligned=st.sampled_from([0.0, 0.5, 0.95]))
+def test_one_pass_is_the_two_pass_way(cyext, tmp_path_factory, blocks, extra, n_codes, n_threads, chunk_blocks,
+                                      seed, tables, p_aligned):
+    n = (blocks - 1) * cyext.SUM_BLOCK + extra + 1
+    a, b = random_pair(tmp_path_factory.mktemp("p"), n, seed=seed, n_codes=n_codes, p_aligned=p_aligned,
+                       nan=3, extreme=True)
+    pair = EventPair.open(a, b)
+    cuts = Cuts.for_domains(pair.domains)
+    ranges = _ranges(n, chunk_blocks * cyext.SUM_BLOCK)
+    records, finals = [t for t in RECORD_TABLES if t in tables], "ox" in tables
+    _, got = one_pass(cyext, pair, cuts, n_threads, ranges, records, finals)
+    assert_same(cyext, got, two_pass(cyext, pair, cuts, n_threads, ranges, records, finals))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_distinct_histories_take_rounds_and_fold_threads(cyext, tmp_path, monkeypatch, n_threads):
+    """Every photon its own history: the private tables fill, blocks wait for rounds, the
+    index grows past PARTIALS_BUDGET (made small here) and the threads fold into one."""
+    n = 3 * cyext.SUM_BLOCK + 5
+    pair = EventPair.open(*random_pair(tmp_path, n, distinct=True, p_aligned=0.7, seed=3))
+    cuts = Cuts.for_domains(pair.domains)
+    monkeypatch.setattr(cyext, "PARTIALS_BUDGET", 1 << 20)
+    ranges = _ranges(n, 2 * cyext.SUM_BLOCK)
+    one, got = one_pass(cyext, pair, cuts, n_threads, ranges, True, True)
+    assert one.rounds > len(ranges)  # blocks waited for the index
+    assert one.deviations.n_threads == 1  # 100k groups of partials do not fit 1 MB
+    assert_same(cyext, got, two_pass(cyext, pair, cuts, n_threads, ranges, True, True))
+
+
+def test_one_pass_refuses_what_the_accumulator_refuses(cyext, tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 1000))
+    cuts = Cuts.for_domains(pair.domains)
+    one = cyext.PairPass(cuts.record_thresholds(), cuts.ox.values)
+    args = (pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis)
+    with pytest.raises(ValueError, match="not a multiple of SUM_BLOCK"):
+        one.add(*args, 7, 100)
+    with pytest.raises(ValueError, match="outside"):
+        one.add(*args, 0, 1001)
+    one.add(*args, 0, 1000)
+    codes, counts, groups, res = one.result()
+    assert counts.sum() == 2000 and len(res["records"]) == len(groups)
