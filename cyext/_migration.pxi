@@ -33,41 +33,61 @@ cdef inline bint _in_partition(uint64_t h, uint64_t rounds, uint64_t part) noexc
     return rounds <= 1 or (h >> 32) % rounds == part
 
 
-cdef void _migrate_part(const char* a_base, Py_ssize_t a_stride, const char* b_base, Py_ssize_t b_stride,
-                        Py_ssize_t s, Py_ssize_t e, uint64_t rounds, uint64_t part,
-                        uint64_t* slot_key, int32_t* slot_entry, uint64_t mask,
-                        uint64_t* key, int64_t* count, int64_t* first, int64_t* entry_slot, int64_t* size,
-                        double* hd, int64_t* hi, int64_t* hsize, int64_t keep, int64_t* nmig) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef uint64_t ca, cb, h
+cdef struct _MigrationPart:  # one thread's private pair table and lowest-index heap, without the GIL
+    uint64_t* slot_key
+    int32_t* slot_entry
+    uint64_t mask
+    uint64_t* key
+    int64_t* count
+    int64_t* first
+    int64_t* entry_slot
+    int64_t* size
+    double* hd
+    int64_t* hi
+    int64_t* hsize
+    int64_t* nmig
+    int64_t keep
+    uint64_t rounds
+    uint64_t part
+
+
+cdef inline void _migrate_photon(_MigrationPart* m, uint64_t ca, uint64_t cb, Py_ssize_t i) noexcept nogil:
+    """Count migrated photon ``i`` (A code ``ca`` != B code ``cb``) into a private table."""
+    cdef uint64_t h
     cdef int64_t slot, en
+    m.nmig[0] += 1
+    if m.keep > 0:
+        _heap_offer(m.hd, m.hi, m.hsize, m.keep, 0.0, i)  # equal keys: the lowest indices are kept
+    h = _mix_pair(ca, cb)
+    if not _in_partition(h, m.rounds, m.part):
+        return
+    slot = _pair_slot(m.slot_key, m.slot_entry, m.mask, ca, cb, h)
+    en = m.slot_entry[slot]
+    if en < 0:
+        en = m.size[0]
+        m.size[0] += 1
+        m.slot_entry[slot] = <int32_t>en
+        m.slot_key[2 * slot] = ca
+        m.slot_key[2 * slot + 1] = cb
+        m.key[2 * en] = ca
+        m.key[2 * en + 1] = cb
+        m.count[en] = 0
+        m.first[en] = i
+        m.entry_slot[en] = slot
+    m.count[en] += 1
+    if i < m.first[en]:
+        m.first[en] = i
+
+
+cdef void _migrate_part(const char* a_base, Py_ssize_t a_stride, const char* b_base, Py_ssize_t b_stride,
+                        Py_ssize_t s, Py_ssize_t e, _MigrationPart* m) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint64_t ca, cb
     for i in range(s, e):
         ca = _seq_at(a_base, a_stride, i)
         cb = _seq_at(b_base, b_stride, i)
-        if ca == cb:
-            continue
-        nmig[0] += 1
-        if keep > 0:
-            _heap_offer(hd, hi, hsize, keep, 0.0, i)  # equal keys: the lowest indices are kept
-        h = _mix_pair(ca, cb)
-        if not _in_partition(h, rounds, part):
-            continue
-        slot = _pair_slot(slot_key, slot_entry, mask, ca, cb, h)
-        en = slot_entry[slot]
-        if en < 0:
-            en = size[0]
-            size[0] += 1
-            slot_entry[slot] = <int32_t>en
-            slot_key[2 * slot] = ca
-            slot_key[2 * slot + 1] = cb
-            key[2 * en] = ca
-            key[2 * en + 1] = cb
-            count[en] = 0
-            first[en] = i
-            entry_slot[en] = slot
-        count[en] += 1
-        if i < first[en]:
-            first[en] = i
+        if ca != cb:
+            _migrate_photon(m, ca, cb, i)
 
 
 cdef class MigrationCounter:
@@ -96,8 +116,11 @@ cdef class MigrationCounter:
     cdef int32_t[::1] slot_entry
     cdef uint64_t mask
     cdef object lowest
-    # per-part private tables
+    # per-part private tables (room for the pairs of ``room`` photons each) and, during
+    # an add, per-part heaps of the lowest migrated photons and counts
     cdef int nparts
+    cdef readonly int64_t room
+    cdef object heap_dev, heap_idx, heap_size, nmig, part_views
     cdef uint64_t[:, ::1] p_slot_key
     cdef int32_t[:, ::1] p_slot_entry
     cdef uint64_t p_mask
@@ -107,7 +130,11 @@ cdef class MigrationCounter:
     cdef int64_t[:, ::1] p_entry_slot
     cdef int64_t[::1] p_size
 
-    def __init__(self, int64_t capacity=1 << 20, uint64_t rounds=1, uint64_t part=0, int64_t keep=0):
+    def __init__(self, int64_t capacity=1 << 20, uint64_t rounds=1, uint64_t part=0, int64_t keep=0, *,
+                 int64_t room=PAIR_ROOM):
+        if room < 1:
+            raise ValueError(f"room must be >= 1, got {room}")
+        self.room = room
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         if rounds < 1 or part >= rounds:
@@ -154,14 +181,14 @@ cdef class MigrationCounter:
     cdef _prepare_parts(self, int nparts):
         if nparts == self.nparts:
             return
-        cdef int64_t cap = _capacity_for(PAIR_ROOM)
+        cdef int64_t cap = _capacity_for(self.room)
         self.p_slot_key = np.zeros((nparts, 2 * cap), dtype=np.uint64)
         self.p_slot_entry = np.full((nparts, cap), -1, dtype=np.int32)
         self.p_mask = cap - 1
-        self.p_key = np.zeros((nparts, 2 * PAIR_ROOM), dtype=np.uint64)
-        self.p_count = np.zeros((nparts, PAIR_ROOM), dtype=np.int64)
-        self.p_first = np.zeros((nparts, PAIR_ROOM), dtype=np.int64)
-        self.p_entry_slot = np.zeros((nparts, PAIR_ROOM), dtype=np.int64)
+        self.p_key = np.zeros((nparts, 2 * self.room), dtype=np.uint64)
+        self.p_count = np.zeros((nparts, self.room), dtype=np.int64)
+        self.p_first = np.zeros((nparts, self.room), dtype=np.int64)
+        self.p_entry_slot = np.zeros((nparts, self.room), dtype=np.int64)
         self.p_size = np.zeros(nparts, dtype=np.int64)
         self.nparts = nparts
 
@@ -212,31 +239,12 @@ cdef class MigrationCounter:
         if stop_ == start:
             return
         cdef int nparts = effective_threads(n_threads)
-        self._prepare_parts(nparts)
+        cdef _MigrationPart* parts = self._start(nparts)
         cdef const char* a_base = <const char*>&seq_a[0]
         cdef const char* b_base = <const char*>&seq_b[0]
         cdef Py_ssize_t a_stride = seq_a.strides[0], b_stride = seq_b.strides[0]
-        cdef Py_ssize_t k, p, b, bs, be, ntodo
+        cdef Py_ssize_t k, b, bs, be, ntodo
         cdef int t
-        cdef uint64_t[:, ::1] p_slot_key = self.p_slot_key
-        cdef int32_t[:, ::1] p_slot_entry = self.p_slot_entry
-        cdef uint64_t[:, ::1] p_key = self.p_key
-        cdef int64_t[:, ::1] p_count = self.p_count
-        cdef int64_t[:, ::1] p_first = self.p_first
-        cdef int64_t[:, ::1] p_entry_slot = self.p_entry_slot
-        cdef int64_t[::1] p_size = self.p_size
-        cdef uint64_t p_mask = self.p_mask
-        cdef uint64_t rounds = self.rounds, part = self.part
-        cdef int64_t keep = self.keep
-        cdef int64_t room = self.p_count.shape[1]
-        heap_dev = np.zeros((nparts, max(keep, 1)), dtype=np.float64)
-        heap_idx = np.zeros((nparts, max(keep, 1)), dtype=np.int64)
-        heap_size = np.zeros(nparts, dtype=np.int64)
-        nmig = np.zeros(nparts, dtype=np.int64)
-        cdef double[:, ::1] hd = heap_dev
-        cdef int64_t[:, ::1] hi = heap_idx
-        cdef int64_t[::1] hs = heap_size
-        cdef int64_t[::1] nm = nmig
         todo = np.arange(_n_blocks(start, stop_, WORK_BLOCK), dtype=np.int64)
         skipped = np.zeros(len(todo), dtype=np.uint8)
         cdef int64_t[::1] todo_v
@@ -252,22 +260,54 @@ cdef class MigrationCounter:
                     b = todo_v[k]
                     bs = start + b * WORK_BLOCK
                     be = min(bs + WORK_BLOCK, stop_)
-                    if p_size[t] + (be - bs) > room:
+                    if parts[t].size[0] + (be - bs) > self.room:
                         skip_v[b] = 1
                     else:
                         skip_v[b] = 0
-                        _migrate_part(a_base, a_stride, b_base, b_stride, bs, be, rounds, part,
-                                      &p_slot_key[t, 0], &p_slot_entry[t, 0], p_mask,
-                                      &p_key[t, 0], &p_count[t, 0], &p_first[t, 0], &p_entry_slot[t, 0],
-                                      &p_size[t], &hd[t, 0], &hi[t, 0], &hs[t], keep, &nm[t])
-            self._reserve(np.asarray(self.p_size).sum())
-            for p in range(nparts):
-                self._merge_part(p)
+                        _migrate_part(a_base, a_stride, b_base, b_stride, bs, be, &parts[t])
+            self._merge_parts()
             todo = todo[skipped[todo] == 1]
-        self.n_migrated += int(nmig.sum())
-        if keep > 0:
-            kept = np.concatenate([self.lowest] + [heap_idx[p, :heap_size[p]] for p in range(nparts)])
-            self.lowest = np.sort(kept)[:keep]
+        self._finish()
+
+    cdef _MigrationPart* _start(self, int nparts) except NULL:
+        """Private tables for ``nparts`` threads and fresh heaps: thread t's in the result."""
+        self._prepare_parts(nparts)
+        cdef int64_t keep = self.keep
+        self.heap_dev = np.zeros((nparts, max(keep, 1)), dtype=np.float64)
+        self.heap_idx = np.zeros((nparts, max(keep, 1)), dtype=np.int64)
+        self.heap_size = np.zeros(nparts, dtype=np.int64)
+        self.nmig = np.zeros(nparts, dtype=np.int64)
+        self.part_views = np.zeros(nparts * sizeof(_MigrationPart), dtype=np.uint8)
+        cdef double[:, ::1] hd = self.heap_dev
+        cdef int64_t[:, ::1] hi = self.heap_idx
+        cdef int64_t[::1] hs = self.heap_size
+        cdef int64_t[::1] nm = self.nmig
+        cdef uint8_t[::1] raw = self.part_views
+        cdef _MigrationPart* parts = <_MigrationPart*>&raw[0]
+        cdef int t
+        for t in range(nparts):
+            parts[t].slot_key, parts[t].slot_entry, parts[t].mask = &self.p_slot_key[t, 0], \
+                &self.p_slot_entry[t, 0], self.p_mask
+            parts[t].key, parts[t].count, parts[t].first = &self.p_key[t, 0], &self.p_count[t, 0], &self.p_first[t, 0]
+            parts[t].entry_slot, parts[t].size = &self.p_entry_slot[t, 0], &self.p_size[t]
+            parts[t].hd, parts[t].hi, parts[t].hsize, parts[t].nmig = &hd[t, 0], &hi[t, 0], &hs[t], &nm[t]
+            parts[t].keep, parts[t].rounds, parts[t].part = keep, self.rounds, self.part
+        return parts
+
+    cdef _merge_parts(self):
+        """Every private table into the global one (then empty)."""
+        cdef int p
+        self._reserve(np.asarray(self.p_size).sum())
+        for p in range(self.nparts):
+            self._merge_part(p)
+
+    cdef _finish(self):
+        """The counts and lowest photons of the heaps of an add."""
+        self.n_migrated += int(self.nmig.sum())
+        if self.keep > 0:
+            kept = np.concatenate([self.lowest] + [self.heap_idx[p, :self.heap_size[p]] for p in range(self.nparts)])
+            self.lowest = np.sort(kept)[:self.keep]
+        self.heap_dev = self.heap_idx = self.heap_size = self.nmig = self.part_views = None
 
     def result(self):
         """dict: ``pairs`` (G, 2) uint64 (A code, B code) in no particular order, their

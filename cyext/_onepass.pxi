@@ -16,11 +16,12 @@
 cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                           uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
                           uint64_t* code, int64_t* count, int64_t* entry_slot, int64_t* size,
-                          int32_t* entry_group, int32_t* groups) noexcept nogil:
+                          int32_t* entry_group, int32_t* groups, _MigrationPart* migrated) noexcept nogil:
     """Count the histories of photons [s, e) into a private table (as _count_part), and
     put each photon's group in ``groups`` (_NOT_ALIGNED, or -1 for a history the index
-    of ``x`` lacks; each private entry looks its code up once, into ``entry_group``);
-    returns how many aligned photons have such a history."""
+    of ``x`` lacks; each private entry looks its code up once, into ``entry_group``), and
+    the migrated photons into ``migrated`` (unless NULL); returns how many aligned
+    photons have a history the index lacks."""
     cdef Py_ssize_t i
     cdef const char* sa = x.sa
     cdef const char* sb = x.sb
@@ -49,6 +50,8 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                 entry_group[eb] = _lookup(x.slot_code, x.slot_entry, x.mask, cb)
             count[2 * eb + 1] += 1
             groups[i - s] = _NOT_ALIGNED
+            if migrated != NULL:
+                _migrate_photon(migrated, ca, cb, i)
     return unknown
 
 
@@ -68,10 +71,15 @@ cdef class PairPass:
     """
     cdef readonly HistoryCounter counter
     cdef readonly DeviationAccumulator deviations
+    cdef readonly MigrationCounter migrations
     cdef readonly int rounds
 
-    def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None):
+    def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None,
+                 MigrationCounter migrations=None):
         # a private table takes a whole block's codes when it is empty: every round moves on
+        if migrations is not None and migrations.room < _SUM_BLOCK:
+            raise ValueError(f"migrations: a MigrationCounter with room >= SUM_BLOCK ({_SUM_BLOCK}) is needed")
+        self.migrations = migrations
         self.counter = HistoryCounter(room=_SUM_BLOCK)
         self.deviations = DeviationAccumulator(GroupIndex(np.zeros(0, np.uint64)), thresholds, cuts, n_threads,
                                                records=records, finals=finals, maxrec=maxrec)
@@ -108,6 +116,9 @@ cdef class PairPass:
         cdef int32_t[:, ::1] eg = entry_groups
         cdef int32_t[:, ::1] bgr = block_groups
         cdef const int32_t* counted
+        cdef MigrationCounter mc = self.migrations
+        cdef _MigrationPart* mig = mc._start(acc.n_threads_asked) if mc is not None else NULL
+        cdef int64_t mroom = mc.room if mc is not None else 0
         cdef _BlockSums scratch
         cdef _BlockScratch sv
         cdef int64_t[::1] unk
@@ -133,12 +144,12 @@ cdef class PairPass:
                     be = min(bs + _SUM_BLOCK, stop)
                     counted = NULL  # a block counted in an earlier round looks its groups up
                     if st[b] == _TO_COUNT:
-                        if p_size[t] + 2 * (be - bs) > room:
+                        if p_size[t] + 2 * (be - bs) > room or (mig and mig[t].size[0] + (be - bs) > mroom):
                             continue  # no room for its codes: next round, after the merge
                         st[b] = _COUNTED
                         if _count_block(&x, bs, be, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask,
                                         &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t],
-                                        &eg[t, 0], &bgr[t, 0]):
+                                        &eg[t, 0], &bgr[t, 0], &mig[t] if mig else NULL):
                             continue  # a history the index lacks: next round
                         counted = &bgr[t, 0]
                     _deviation_block(&x, bs, be, &p, t, _block_at(&sv, k), counted, &unk[t])
@@ -148,12 +159,16 @@ cdef class PairPass:
                 raise RuntimeError(f"PairPass: {int(unknown.sum())} photons of known blocks had unknown histories")
             sums.extend(scratch.taken(start // _SUM_BLOCK, todo, state[todo] == _DONE))
             hc._merge_parts()
+            if mc is not None:
+                mc._merge_parts()
             waiting = todo[state[todo] == _COUNTED]
             if len(waiting):
                 self._grow_index()
             todo = todo[state[todo] != _DONE]
         acc._take_block_sums(sums)
         acc.next_start = stop
+        if mc is not None:
+            mc._finish()
 
     cdef _grow_index(self):
         """Groups for every history now counted in both events that the index lacks

@@ -23,9 +23,9 @@ def two_pass(cyext, pair, cuts, n_threads, ranges, records, finals):
     return codes, counts, groups, acc.result()
 
 
-def one_pass(cyext, pair, cuts, n_threads, ranges, records, finals):
+def one_pass(cyext, pair, cuts, n_threads, ranges, records, finals, migrations=None):
     one = cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, n_threads, records=records, finals=finals,
-                         maxrec=pair.a.rx.shape[1])
+                         maxrec=pair.a.rx.shape[1], migrations=migrations)
     for start, stop in ranges:
         one.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, start, stop)
     return one, one.result()
@@ -60,8 +60,26 @@ def test_one_pass_is_the_two_pass_way(cyext, tmp_path_factory, blocks, extra, n_
     cuts = Cuts.for_domains(pair.domains)
     ranges = _ranges(n, chunk_blocks * cyext.SUM_BLOCK)
     records, finals = [t for t in RECORD_TABLES if t in tables], "ox" in tables
-    _, got = one_pass(cyext, pair, cuts, n_threads, ranges, records, finals)
+    mig = cyext.MigrationCounter(1 << 20, keep=25, room=cyext.SUM_BLOCK)
+    _, got = one_pass(cyext, pair, cuts, n_threads, ranges, records, finals, mig)
     assert_same(cyext, got, two_pass(cyext, pair, cuts, n_threads, ranges, records, finals))
+    assert_same_migrations(mig.result(), separate_migrations(cyext, pair, ranges, n_threads))
+
+
+def separate_migrations(cyext, pair, ranges, n_threads, capacity=1 << 20):
+    counter = cyext.MigrationCounter(capacity, keep=25)
+    for start, stop in ranges:
+        counter.add(pair.a.seqhis, pair.b.seqhis, start, stop, n_threads)
+    return counter.result()
+
+
+def assert_same_migrations(got, want):
+    order = np.lexsort(got["pairs"].T)
+    worder = np.lexsort(want["pairs"].T)
+    for key in ("pairs", "counts", "first"):
+        assert np.array_equal(got[key][order], want[key][worder]), key
+    for key in ("n_migrated", "lowest", "overflowed", "unplaced"):
+        assert np.array_equal(got[key], want[key]), key
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
@@ -73,10 +91,22 @@ def test_distinct_histories_take_rounds_and_fold_threads(cyext, tmp_path, monkey
     cuts = Cuts.for_domains(pair.domains)
     monkeypatch.setattr(cyext, "PARTIALS_BUDGET", 1 << 20)
     ranges = _ranges(n, 2 * cyext.SUM_BLOCK)
-    one, got = one_pass(cyext, pair, cuts, n_threads, ranges, True, True)
+    mig = cyext.MigrationCounter(50_000, keep=25, room=cyext.SUM_BLOCK)  # overflows: 30% of 200k migrate
+    one, got = one_pass(cyext, pair, cuts, n_threads, ranges, True, True, mig)
     assert one.rounds > len(ranges)  # blocks waited for the index
     assert one.deviations.n_threads == 1  # 100k groups of partials do not fit 1 MB
     assert_same(cyext, got, two_pass(cyext, pair, cuts, n_threads, ranges, True, True))
+    res = mig.result()
+    assert res["overflowed"] and res["n_migrated"] == np.count_nonzero(pair.a.seqhis != pair.b.seqhis)
+
+
+def test_compare_makes_the_migration_table_in_its_pass(tmp_path):
+    from photonab.comparison import compare
+    from photonab.migration import count_migrations
+    pair = EventPair.open(*random_pair(tmp_path, 70_000, n_codes=30, p_aligned=0.6))
+    result = compare(pair, "cython")
+    assert "histories and deviations" in result.seconds
+    assert result.migration.n_migrated > 0 and result.migration.equals(count_migrations(pair.a.seqhis, pair.b.seqhis))
 
 
 def test_one_pass_refuses_what_the_accumulator_refuses(cyext, tmp_path):
@@ -88,6 +118,8 @@ def test_one_pass_refuses_what_the_accumulator_refuses(cyext, tmp_path):
         one.add(*args, 7, 100)
     with pytest.raises(ValueError, match="outside"):
         one.add(*args, 0, 1001)
+    with pytest.raises(ValueError, match="room >= SUM_BLOCK"):
+        cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, migrations=cyext.MigrationCounter())
     one.add(*args, 0, 1000)
     codes, counts, groups, res = one.result()
     assert counts.sum() == 2000 and len(res["records"]) == len(groups)

@@ -206,9 +206,10 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
         seconds = {}
         t0 = time.perf_counter()
         # the kernels take every aligned history; --select keeps the matching rows afterwards
-        one_pass = getattr(eng, "histories_and_deviations", None)
+        one_pass, migrated = getattr(eng, "histories_and_deviations", None), None
         if one_pass is not None and tables and not want_materials:  # ph read once (docs/kernels.md)
-            counts, aggregates = one_pass(pair, cuts, tables=tables, progress=bar)
+            counts, aggregates, migrated = one_pass(pair, cuts, tables=tables, progress=bar,
+                                                    migrated=migration_first if migration else None)
             seconds["histories and deviations"] = time.perf_counter() - t0
         else:
             if want_materials:
@@ -224,7 +225,7 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
             counts = analysis.select_counts(counts, pattern)
             aggregates = {t: analysis.select_aggregate(agg, pattern) for t, agg in aggregates.items()}
         extra = _extras(pair, eng, pattern, all_codes, mat_counts if want_materials else None, c2max,
-                        migration, migration_first, n_threads, seconds)
+                        migration, migration_first, n_threads, seconds, migrated)
     deviations = {t: DeviationTable(aggregates[t]) for t in tables}
     if deviations:
         aligned = next(iter(deviations.values())).nitem_total
@@ -236,8 +237,10 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
                       runner=eng, select=None if pattern is None else pattern.text, **extra)
 
 
-def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_threads, seconds) -> dict:
-    """The material and migration tables of :func:`compare` (docs/analysis.md, section 5)."""
+def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_threads, seconds,
+            migrated=None) -> dict:
+    """The material and migration tables of :func:`compare` (docs/analysis.md, section 5);
+    ``migrated``: the migration table's first pass, when the engine's one pass made it."""
     from . import analysis
     from .materials import MaterialTable, find_material_names
     from .migration import count_migrations, count_migrations_reference
@@ -250,7 +253,7 @@ def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_th
     if migration:
         t0 = time.perf_counter()
         count = count_migrations_reference if eng.name in ("numpy", "select") else count_migrations
-        kw = {} if count is count_migrations_reference else {"n_threads": threads}
+        kw = {} if count is count_migrations_reference else {"n_threads": threads, "counted": migrated}
         table = count(pair.a.seqhis, pair.b.seqhis, first=first, **kw)
         if pattern is not None:
             table = analysis.select_migrations(table, pair, pattern, codes, first=first, n_threads=threads)

@@ -128,10 +128,21 @@ def _trim(a, b, counts, first, top):
     return (a[keep], b[keep], counts[keep], first[keep]), len(rest), int(counts[rest].sum())
 
 
+def first_pass_counter(first: int = DEFAULT_FIRST, max_pairs: int = DEFAULT_MAX_PAIRS, room: int | None = None):
+    """The MigrationCounter of :func:`count_migrations`' first pass (``room``: photons per
+    private table, as cyext.PairPass wants), for a pass that counts more than migrations."""
+    from .engines.compiled import import_cyext
+    cyext = import_cyext()
+    return cyext.MigrationCounter(max_pairs, 1, 0, first, **({} if room is None else {"room": room}))
+
+
 def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = DEFAULT_MAX_PAIRS,
                      first: int = DEFAULT_FIRST, era: str = LEGACY_ERA, chunk: int = SELECT_CHUNK,
-                     n_threads=None) -> MigrationTable:
+                     n_threads=None, counted: dict | None = None) -> MigrationTable:
     """Migration table of two seqhis columns (``ph[:, 0, 0]`` views, strided is fine).
+
+    ``counted`` is the first pass when it was made already: the ``result()`` of
+    :func:`first_pass_counter` fed with every photon (the cython engine's one pass).
 
     One compiled pass, GIL released, per-thread tables merged exactly. Memory: at most
     ``max_pairs`` pairs in the table plus a bounded private table per thread, whatever
@@ -147,12 +158,12 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
     n = len(seq_a)
 
     def one_pass(rounds, part, keep):
-        counter = cyext.MigrationCounter(max_pairs, rounds, part, keep)
+        counter = first_pass_counter(keep, max_pairs) if rounds == 1 else cyext.MigrationCounter(max_pairs, rounds, part, keep)
         for start in range(0, n, chunk):
             counter.add(seq_a, seq_b, start, min(start + chunk, n), n_threads)
         return counter.result()
 
-    res = one_pass(1, 0, first)
+    res = one_pass(1, 0, first) if counted is None else counted
     n_migrated, lowest = res["n_migrated"], res["lowest"]
     passes = 1
     if not res["overflowed"]:

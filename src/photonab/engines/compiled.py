@@ -55,13 +55,18 @@ class CythonEngine:
                 bar.update(stop - start)
         return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
-    def histories_and_deviations(self, pair: EventPair, cuts: Cuts, tables=TABLES, progress=no_progress
-                                 ) -> tuple[HistoryCounts, dict[str, DeviationAggregate]]:
+    def histories_and_deviations(self, pair: EventPair, cuts: Cuts, tables=TABLES, progress=no_progress,
+                                 migrated: int | None = None):
         """:meth:`histories`, then :meth:`deviations` of ``groups()``, in one pass over the
-        photons (cyext.PairPass: ph read once; docs/kernels.md, "One pass")."""
+        photons (cyext.PairPass: ph read once; docs/kernels.md, "One pass"). With
+        ``migrated`` (a number of first migrated photons to keep) the pass also makes the
+        first pass of the migration table (photonab.migration.count_migrations' ``counted``).
+        Returns (HistoryCounts, {table: DeviationAggregate}, the migration pass or None)."""
+        from ..migration import first_pass_counter
+        mig = None if migrated is None else first_pass_counter(migrated, room=self.cyext.SUM_BLOCK)
         one = self.cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, self.n_threads,
                                   records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables,
-                                  maxrec=pair.a.rx.shape[1])
+                                  maxrec=pair.a.rx.shape[1], migrations=mig)
         a, b = pair.a, pair.b
         with progress(pair.n, "photons") as bar:
             for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
@@ -69,7 +74,7 @@ class CythonEngine:
                 bar.update(stop - start)
         codes, counts, groups, result = one.result()
         counts = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
-        return counts, aggregates_from_result(result, groups, cuts, tables)
+        return counts, aggregates_from_result(result, groups, cuts, tables), None if mig is None else mig.result()
 
     def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
         """See :meth:`photonab.engines.base.Engine.chase`: the cyext chase kernel."""
