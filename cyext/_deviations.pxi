@@ -198,6 +198,7 @@ cdef class DeviationAccumulator:
     cdef readonly int n_threads, n_threads_asked, record_mask, maxrec
     cdef readonly bint records, finals, keep_blocks
     cdef readonly object record_partials, slot_partials, final_partials, sums
+    cdef readonly Py_ssize_t rows  # group rows the tables have room for (>= len(index))
     cdef readonly list blocks
     cdef object thresholds, cuts, pos
     cdef Py_ssize_t next_start
@@ -205,7 +206,7 @@ cdef class DeviationAccumulator:
     def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
                  bint finals=True, bint keep_blocks=False, maxrec=None):
         cdef Py_ssize_t G = len(index)
-        self.index = index
+        self.index, self.rows = index, G
         self.n_threads_asked = effective_threads(n_threads)
         self.record_mask = _record_mask(records)
         self.records, self.finals, self.keep_blocks = self.record_mask != 0, finals, keep_blocks
@@ -237,7 +238,7 @@ cdef class DeviationAccumulator:
                 raise ValueError(f"maxrec differs: the accumulator has {self.maxrec}, the records {maxrec}")
             return
         self.maxrec = maxrec
-        self.slot_partials = new_slot_partials(len(self.index) if self.records else 0, self.n_threads, maxrec)
+        self.slot_partials = new_slot_partials(self.rows if self.records else 0, self.n_threads, maxrec)
 
     cdef _fill_inputs(self, _Inputs* x, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a,
                       const uint64_t[:] seq_b, Py_ssize_t start, Py_ssize_t stop):
@@ -287,7 +288,7 @@ cdef class DeviationAccumulator:
     cdef _Partials _partials(self):
         """Where each thread's partial rows are, for the current index (NULL: no such table)."""
         cdef _Partials p
-        cdef Py_ssize_t G = len(self.index)
+        cdef Py_ssize_t G = self.rows  # a thread's rows start at t * rows
         cdef uint16_t[:, :, :, ::1] slot_view
         cdef int32_t[:, ::1] pos = self.pos
         memset(&p, 0, sizeof(p))
@@ -300,31 +301,35 @@ cdef class DeviationAccumulator:
         p.pos, p.pos_stride = &pos[0, 0], pos.shape[1]
         return p
 
-    cdef _regroup(self, GroupIndex index):
-        """Take ``index``, which extends the current one (same codes first, new ones after):
-        the tables grow empty rows for the new groups, and the threads are capped again by
-        PARTIALS_BUDGET (parts beyond the new count are merged into part 0, exactly)."""
-        cdef Py_ssize_t G = len(self.index), G2 = len(index)
+    cdef _regroup(self, GroupIndex index, bint exact=False):
+        """Take ``index``, which extends the current one (same codes first, new ones after).
+        New groups take empty rows; when the rows run out the tables double, or with
+        ``exact`` grow to the new groups only (so a pass that keeps finding histories
+        copies each row a few times, not once per growth), and the threads are capped again by PARTIALS_BUDGET (parts beyond the
+        new count are merged into part 0, exactly)."""
+        cdef Py_ssize_t G = len(self.index), G2 = len(index), R = self.rows
         if G2 < G or not np.array_equal(index.codes[:G], self.index.codes):
             raise ValueError("regroup: the new index must extend the current one")
+        cdef Py_ssize_t R2 = R if G2 <= R else (G2 if exact else max(G2, 2 * R, 64))
         cdef int P = self.n_threads
-        cdef int P2 = self._threads_for(G2, 16 if self.maxrec < 0 else self.maxrec)
+        cdef int P2 = self._threads_for(R2, 16 if self.maxrec < 0 else self.maxrec)
+        self.index = index
+        if R2 == R and P2 == P:
+            return
         rec, fin, slots = self.record_partials, self.final_partials, self.slot_partials
         if P2 < P:  # fold the parts: the merged row is the same whichever part held what
             rec = merge_record_partials(rec)[None] if self.records else rec[:P2]
             fin = merge_final_partials(fin)[None] if self.finals else fin[:P2]
             if slots is not None:
                 slots = slots.max(axis=0, keepdims=True)
-            P = 1
-        self.n_threads = P2
-        self.record_partials = _grown(rec, new_record_partials(G2 if self.records else 0, P2))
-        self.final_partials = _grown(fin, new_final_partials(G2 if self.finals else 0, P2))
+        self.n_threads, self.rows = P2, R2
+        self.record_partials = _grown(rec, new_record_partials(R2 if self.records else 0, P2))
+        self.final_partials = _grown(fin, new_final_partials(R2 if self.finals else 0, P2))
         if slots is not None:
-            self.slot_partials = _grown(slots, new_slot_partials(G2 if self.records else 0, P2, self.maxrec))
-        self.pos = np.full((P2, max(G2, 1)), -1, dtype=np.int32)
+            self.slot_partials = _grown(slots, new_slot_partials(R2 if self.records else 0, P2, self.maxrec))
+        self.pos = np.full((P2, max(R2, 1)), -1, dtype=np.int32)
         if self.finals:
-            self.sums = np.concatenate([self.sums, np.zeros(G2 - G)])
-        self.index = index
+            self.sums = np.concatenate([self.sums, np.zeros(R2 - R)])
 
     cdef int _threads_for(self, Py_ssize_t G, int maxrec):
         """Threads whose partial tables of G groups fit PARTIALS_BUDGET beyond the first."""
@@ -426,24 +431,25 @@ cdef class DeviationAccumulator:
         partial sums) for merge_block_sums). Partial results of several accumulators
         merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
+        cdef Py_ssize_t G = len(self.index)
         if self.records:
             if not copy and self.record_partials.shape[0] == 1:
-                out["records"] = self.record_partials[0]
+                out["records"] = self.record_partials[0, :G]
             else:
-                out["records"] = merge_record_partials(self.record_partials)
+                out["records"] = merge_record_partials(self.record_partials[:, :G])
             if self.slot_partials is None:
-                out["slots"] = np.zeros((len(self.index), 3, 0), dtype=np.uint16)
+                out["slots"] = np.zeros((G, 3, 0), dtype=np.uint16)
             else:
-                out["slots"] = merge_slot_partials(self.slot_partials, self.record_mask)
+                out["slots"] = merge_slot_partials(self.slot_partials[:, :G], self.record_mask)
         if self.finals:
             if not copy and self.final_partials.shape[0] == 1:
-                out["finals"] = self.final_partials[0]
+                out["finals"] = self.final_partials[0, :G]
             else:
-                out["finals"] = merge_final_partials(self.final_partials)
+                out["finals"] = merge_final_partials(self.final_partials[:, :G])
             if self.keep_blocks:
                 out["blocks"] = list(self.blocks)
             else:
-                out["sums"] = self.sums.copy()
+                out["sums"] = self.sums[:G].copy()
         return out
 
 

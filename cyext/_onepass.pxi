@@ -55,6 +55,12 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
     return unknown
 
 
+#: photons whose histories (and migrated pairs) a thread of a PairPass counts between merges
+PAIR_PASS_ROOM = 4 * _SUM_BLOCK
+#: new histories in one round beyond which a PairPass counts the rest of the range first
+MANY_NEW_HISTORIES = 1 << 14
+
+
 cdef enum:  # the state of a block of an add() range
     _TO_COUNT = 0    # not counted yet
     _COUNTED = 1     # counted, its deviations wait for the index to know its histories
@@ -64,7 +70,7 @@ cdef enum:  # the state of a block of an add() range
 cdef class PairPass:
     """History counts (``counter``, a HistoryCounter) and deviation tables
     (``deviations``, a DeviationAccumulator) of the photon ranges given to :meth:`add`,
-    each range read once. The arguments are DeviationAccumulator's; its index grows as
+    and with a ``migrations`` MigrationCounter its migrated photons, each range read once. The arguments are DeviationAccumulator's; its index grows as
     histories are found. :meth:`result` gives the counts and the tables of every history
     seen in both events, in ascending code order (what the two-pass way gives for the
     groups ``HistoryCounts.groups()``).
@@ -73,17 +79,20 @@ cdef class PairPass:
     cdef readonly DeviationAccumulator deviations
     cdef readonly MigrationCounter migrations
     cdef readonly int rounds
+    cdef bint finished
 
     def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None,
                  MigrationCounter migrations=None):
-        # a private table takes a whole block's codes when it is empty: every round moves on
-        if migrations is not None and migrations.room < _SUM_BLOCK:
-            raise ValueError(f"migrations: a MigrationCounter with room >= SUM_BLOCK ({_SUM_BLOCK}) is needed")
+        # private tables with room for the photons of a few blocks: with many new histories
+        # a round counts that many photons before the tables merge
+        if migrations is not None and migrations.room < WORK_BLOCK:
+            raise ValueError(f"migrations: a MigrationCounter with room >= {WORK_BLOCK} photons is needed")
         self.migrations = migrations
-        self.counter = HistoryCounter(room=_SUM_BLOCK)
+        self.counter = HistoryCounter(room=PAIR_PASS_ROOM)
         self.deviations = DeviationAccumulator(GroupIndex(np.zeros(0, np.uint64)), thresholds, cuts, n_threads,
                                                records=records, finals=finals, maxrec=maxrec)
         self.rounds = 0
+        self.finished = False
 
     def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
             Py_ssize_t start, Py_ssize_t stop):
@@ -92,12 +101,21 @@ cdef class PairPass:
         cdef DeviationAccumulator acc = self.deviations
         cdef HistoryCounter hc = self.counter
         cdef _Inputs x
+        if self.finished:
+            raise ValueError("PairPass: result() was taken, nothing more can be added")
         acc._fill_inputs(&x, rx_a, rx_b, ox_a, ox_b, seq_a, seq_b, start, stop)
         if stop == start:
             return
         cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
         state = np.zeros(nblocks, dtype=np.uint8)
         cdef uint8_t[::1] st = state
+        # where the counting of each block goes on (a thread whose private table is full
+        # leaves the rest of its block to the next round)
+        resume = start + np.arange(nblocks, dtype=np.int64) * _SUM_BLOCK
+        cdef int64_t[::1] upto = resume
+        cdef Py_ssize_t i0, i1
+        cdef int64_t missing
+        cdef bint fresh
         todo = np.arange(nblocks, dtype=np.int64)
         cdef const int64_t[::1] bl
         cdef Py_ssize_t k, nb, b, bs, be
@@ -123,7 +141,12 @@ cdef class PairPass:
         cdef _BlockScratch sv
         cdef int64_t[::1] unk
         sums = []
+        # with no groups yet, or many new histories in a round (rows to grow, blocks to
+        # wait): count the whole range first, then grow the tables once, to their size,
+        # and aggregate (the two-pass way)
+        cdef bint count_first = len(acc.index) == 0, now
         while len(todo):
+            now = not count_first or not (state[todo] == _TO_COUNT).any()  # deviations this round
             nparts = acc.n_threads
             hc._prepare_parts(nparts)
             p_slot_code, p_slot_entry, p_code = hc.p_slot_code, hc.p_slot_entry, hc.p_code
@@ -144,14 +167,27 @@ cdef class PairPass:
                     be = min(bs + _SUM_BLOCK, stop)
                     counted = NULL  # a block counted in an earlier round looks its groups up
                     if st[b] == _TO_COUNT:
-                        if p_size[t] + 2 * (be - bs) > room or (mig and mig[t].size[0] + (be - bs) > mroom):
-                            continue  # no room for its codes: next round, after the merge
+                        fresh = upto[b] == bs
+                        i0 = upto[b]
+                        missing = 0
+                        while i0 < be:  # WORK_BLOCK at a time, while the private tables have room
+                            i1 = min(i0 + WORK_BLOCK, be)
+                            if p_size[t] + 2 * (i1 - i0) > room or (mig and mig[t].size[0] + (i1 - i0) > mroom):
+                                break
+                            missing = missing + _count_block(
+                                &x, i0, i1, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask, &p_code[t, 0],
+                                &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t], &eg[t, 0], &bgr[t, i0 - bs],
+                                &mig[t] if mig else NULL)
+                            i0 = i1
+                        upto[b] = i0
+                        if i0 < be:
+                            continue  # the rest of its codes next round, after the merge
                         st[b] = _COUNTED
-                        if _count_block(&x, bs, be, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask,
-                                        &p_code[t, 0], &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t],
-                                        &eg[t, 0], &bgr[t, 0], &mig[t] if mig else NULL):
+                        if missing or not fresh or not now:
                             continue  # a history the index lacks: next round
                         counted = &bgr[t, 0]
+                    elif not now:
+                        continue
                     _deviation_block(&x, bs, be, &p, t, _block_at(&sv, k), counted, &unk[t])
                     st[b] = _DONE
             self.rounds += 1
@@ -161,30 +197,37 @@ cdef class PairPass:
             hc._merge_parts()
             if mc is not None:
                 mc._merge_parts()
-            waiting = todo[state[todo] == _COUNTED]
-            if len(waiting):
-                self._grow_index()
+            if (state[todo] == _COUNTED).any() and not (count_first and (state[todo] == _TO_COUNT).any()):
+                if self._grow_index(count_first) > MANY_NEW_HISTORIES:
+                    count_first = True
             todo = todo[state[todo] != _DONE]
         acc._take_block_sums(sums)
         acc.next_start = stop
         if mc is not None:
             mc._finish()
 
-    cdef _grow_index(self):
+    cdef Py_ssize_t _grow_index(self, bint exact=True):
         """Groups for every history now counted in both events that the index lacks
-        (new codes after the old: rows already made keep their numbers)."""
+        (new codes after the old: rows already made keep their numbers); how many.
+        ``exact``: rows for these groups only (else room to grow, see _regroup)."""
         cdef DeviationAccumulator acc = self.deviations
-        codes, counts = self.counter.result()
+        cdef HistoryCounter hc = self.counter
+        codes, counts = np.asarray(hc.code)[:hc.size], np.asarray(hc.count)[:hc.size]  # views
         both = codes[(counts[:, 0] > 0) & (counts[:, 1] > 0)]
         new = both[acc.index.lookup(both) < 0]
         if len(new):
-            acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.sort(new)])))
+            acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.sort(new)])), exact)
+        return len(new)
 
     def result(self):
         """(codes (H,) uint64, counts (H, 2) int64) of every history in no particular
         order, the groups (G,) uint64 = the codes counted in both events, ascending, and
         the deviation tables of those groups as DeviationAccumulator.result (row g =
-        group g; a group without aligned photons has an empty row)."""
+        group g; a group without aligned photons has an empty row). It ends the pass:
+        the tables are put in code order where they are."""
+        if self.finished:
+            raise ValueError("PairPass: result() can be taken once")
+        self.finished = True
         self._grow_index()
         codes, counts = self.counter.result()
         res = self.deviations.result(copy=False)
@@ -192,6 +235,38 @@ cdef class PairPass:
         order = np.argsort(groups)
         if np.any(order != np.arange(len(order))):
             for key in ("records", "slots", "finals", "sums"):
-                if key in res:
-                    res[key] = res[key][order]
+                if key in res:  # the rows are ours alone (views of the finished tables or merged copies)
+                    _take_in_place(res[key], order)
         return codes, counts, groups[order], res
+
+
+cdef _take_in_place(rows, const int64_t[::1] order):
+    """rows[:] = rows[order] without a copy of the rows (a permutation, cycle by cycle,
+    one row of scratch): a million rows of a few hundred bytes are not copied twice."""
+    cdef Py_ssize_t n = order.shape[0], size = rows.itemsize * (rows.size // max(n, 1))
+    if n == 0 or size == 0:
+        return
+    if rows.shape[0] != n or not rows.flags.c_contiguous:
+        raise ValueError("_take_in_place: C-contiguous rows, one per order entry")
+    cdef uint8_t[::1] raw = rows.reshape(-1).view(np.uint8)
+    cdef char* base = <char*>&raw[0]
+    done_ = np.zeros(n, dtype=np.uint8)
+    scratch_ = np.empty(size, dtype=np.uint8)
+    cdef uint8_t[::1] done = done_
+    cdef uint8_t[::1] scratch_v = scratch_
+    cdef char* scratch = <char*>&scratch_v[0]
+    cdef Py_ssize_t i, j, k
+    with nogil:
+        for i in range(n):
+            if done[i] or order[i] == i:
+                continue
+            memcpy(scratch, base + i * size, size)  # row i, the first of its cycle
+            j = i
+            while True:
+                k = order[j]
+                done[j] = 1
+                if k == i:
+                    memcpy(base + j * size, scratch, size)
+                    break
+                memcpy(base + j * size, base + k * size, size)
+                j = k

@@ -80,6 +80,8 @@ class DeviationAccumulator:
     @property
     def keep_blocks(self) -> bool: ...
     @property
+    def rows(self) -> int: ...
+    @property
     def record_partials(self) -> npt.NDArray[np.void]: ...
     @property
     def slot_partials(self) -> npt.NDArray[np.uint16] | None: ...
@@ -98,6 +100,8 @@ class DeviationAccumulator:
     def result(self, copy: bool = True) -> dict[str, Any]: ...
 
 # ---- the one pass over a pair (_onepass.pxi)
+PAIR_PASS_ROOM: int
+MANY_NEW_HISTORIES: int
 @disjoint_base
 class PairPass:
     @property

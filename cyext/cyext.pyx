@@ -16,7 +16,7 @@ cimport cython
 from cython.parallel cimport prange
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.math cimport fabs, isnan, INFINITY
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 

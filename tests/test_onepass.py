@@ -83,13 +83,17 @@ def assert_same_migrations(got, want):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_distinct_histories_take_rounds_and_fold_threads(cyext, tmp_path, monkeypatch, n_threads):
+@pytest.mark.parametrize("room, many", [(None, None), (3 * 4096, 10), (3 * 4096, 1 << 30)])
+def test_distinct_histories_take_rounds_and_fold_threads(cyext, tmp_path, monkeypatch, n_threads, room, many):
     """Every photon its own history: the private tables fill, blocks wait for rounds, the
     index grows past PARTIALS_BUDGET (made small here) and the threads fold into one."""
     n = 3 * cyext.SUM_BLOCK + 5
     pair = EventPair.open(*random_pair(tmp_path, n, distinct=True, p_aligned=0.7, seed=3))
     cuts = Cuts.for_domains(pair.domains)
     monkeypatch.setattr(cyext, "PARTIALS_BUDGET", 1 << 20)
+    if room:  # small private tables: blocks counted over several rounds, with or without counting first
+        monkeypatch.setattr(cyext, "PAIR_PASS_ROOM", room)
+        monkeypatch.setattr(cyext, "MANY_NEW_HISTORIES", many)
     ranges = _ranges(n, 2 * cyext.SUM_BLOCK)
     mig = cyext.MigrationCounter(50_000, keep=25, room=cyext.SUM_BLOCK)  # overflows: 30% of 200k migrate
     one, got = one_pass(cyext, pair, cuts, n_threads, ranges, True, True, mig)
@@ -118,8 +122,12 @@ def test_one_pass_refuses_what_the_accumulator_refuses(cyext, tmp_path):
         one.add(*args, 7, 100)
     with pytest.raises(ValueError, match="outside"):
         one.add(*args, 0, 1001)
-    with pytest.raises(ValueError, match="room >= SUM_BLOCK"):
-        cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, migrations=cyext.MigrationCounter())
+    with pytest.raises(ValueError, match="room >= 4096 photons"):
+        cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, migrations=cyext.MigrationCounter(room=100))
     one.add(*args, 0, 1000)
     codes, counts, groups, res = one.result()
     assert counts.sum() == 2000 and len(res["records"]) == len(groups)
+    with pytest.raises(ValueError, match="result"):
+        one.add(*args, 0, 1000)
+    with pytest.raises(ValueError, match="once"):
+        one.result()
