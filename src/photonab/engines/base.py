@@ -23,13 +23,22 @@ class HistoryCounts:
 
     @classmethod
     def from_unsorted(cls, codes, a, b) -> "HistoryCounts":
-        order = np.argsort(codes, kind="stable")
-        return cls(np.asarray(codes, np.uint64)[order], np.asarray(a, np.int64)[order],
-                   np.asarray(b, np.int64)[order])
+        """Counts of codes in any order, sorted by code (a counter's distinct codes: one
+        unstable sort is the stable one; equal codes keep their order)."""
+        codes, a, b = np.asarray(codes, np.uint64), np.asarray(a, np.int64), np.asarray(b, np.int64)
+        if len(codes) < 2 or bool((codes[:-1] < codes[1:]).all()):
+            return cls(codes, a, b)  # sorted already: the arrays as they are
+        order = np.argsort(codes)
+        codes_sorted = codes[order]
+        if not bool((codes_sorted[:-1] < codes_sorted[1:]).all()):
+            order = np.argsort(codes, kind="stable")
+            codes_sorted = codes[order]
+        return cls(codes_sorted, a[order], b[order])
 
     def groups(self) -> np.ndarray:
         """Codes that can have aligned photons (present in both A and B), ascending."""
-        return self.codes[(self.a > 0) & (self.b > 0)]
+        both = (self.a > 0) & (self.b > 0)
+        return self.codes if bool(both.all()) else self.codes[both]
 
     def equals(self, other: "HistoryCounts") -> bool:
         return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
