@@ -9,7 +9,8 @@ synthesized pair of --photons photons as it is (a few hundred histories, 0.5% mi
 a count H is the same ox and rx (hard links) with a new ``ph``: A == B, seqhis drawn from
 H distinct valid codes (first step TO, 8 to 16 steps, every nibble a flag 1..15, so no
 empty slot inside a history), so with H = --photons every photon is its own history, H
-history rows and H rows per deviation table.
+history rows and H rows per deviation table. ``H~F`` moves a fraction F of B's photons
+to new distinct histories (migrated: F x photons more history rows and migration pairs).
 
 Every measurement runs in a fresh process (``python -m profiles.distinct worker ...``) with
 the pair opened, the engine imported and the input pages touched first:
@@ -110,43 +111,62 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def distinct_pair(photons: int, histories: int, cache: Path) -> HistoryPair:
-    """The synthesized pair of ``photons`` photons with A == B and ``histories`` distinct
-    codes (every photon its own when ``histories == photons``), made once into ``cache``."""
+def distinct_pair(photons: int, histories: int, cache: Path, migrated: float = 0.0) -> HistoryPair:
+    """The synthesized pair of ``photons`` photons with ``histories`` distinct codes in A
+    (every photon its own when ``histories == photons``), made once into ``cache``; B has
+    A's codes but for a fraction ``migrated`` of the photons, which get new distinct codes."""
     from photonab.synth import pair_folders
     if not 1 <= histories <= photons:
         raise SystemExit(f"--histories {histories}: give 1..{photons} distinct histories (or synth)")
     base = cached_pair(photons, cache)
-    recipe = {"base": base.recipe, "histories": histories, "generator": GENERATOR, "seed": SEED}
-    root = Path(cache) / f"distinct-{size_label(photons)}-h{size_label(histories)}-seed{SEED}"
+    if not 0 <= migrated < 1:
+        raise SystemExit(f"--migrated {migrated}: give a fraction in [0, 1)")
+    recipe = {"base": base.recipe, "histories": histories, "migrated": migrated, "generator": GENERATOR,
+              "seed": SEED}
+    name = f"{size_label(photons)}-h{size_label(histories)}" + (f"-m{migrated:g}" if migrated else "")
+    root = Path(cache) / f"distinct-{name}-seed{SEED}"
     a_dir, b_dir = pair_folders(root)
     with file_lock(Path(cache) / f".{root.name}.lock"):
         marker = root / MARKER
         try:
             if json.loads(marker.read_text()) == recipe:
-                return HistoryPair(size_label(histories), photons, a_dir, b_dir)
+                return HistoryPair(_label(histories, migrated), photons, a_dir, b_dir)
         except (OSError, ValueError):
             pass
         import shutil
         shutil.rmtree(root, ignore_errors=True)
-        rng = np.random.default_rng([SEED, histories])
-        codes = valid_codes(histories, rng)[rng.permutation(photons) % histories]
-        for src, dst in ((base.a, a_dir), (base.b, b_dir)):
+        rng = np.random.default_rng([SEED, histories, int(migrated * 1e6)])
+        moved = rng.random(photons) < migrated
+        pool = valid_codes(histories + int(moved.sum()), rng)
+        codes_a = pool[:histories][rng.permutation(photons) % histories]
+        codes_b = codes_a.copy()
+        codes_b[moved] = pool[histories:]
+        for src, dst, codes in ((base.a, a_dir, codes_a), (base.b, b_dir, codes_b)):
             dst.mkdir(parents=True)
-            for name in ("ox", "rx", "fdom", "idom"):
-                _link_or_copy(src / f"{name}.npy", dst / f"{name}.npy")
+            for file in ("ox", "rx", "fdom", "idom"):
+                _link_or_copy(src / f"{file}.npy", dst / f"{file}.npy")
             ph = np.load(src / "ph.npy")  # keeps each side's seqmat
             ph[:, 0, 0] = codes
             np.save(dst / "ph.npy", ph)
         write_text(marker, json.dumps(recipe))
-    return HistoryPair(size_label(histories), photons, a_dir, b_dir)
+    return HistoryPair(_label(histories, migrated), photons, a_dir, b_dir)
+
+
+def _label(histories: int, migrated: float) -> str:
+    return size_label(histories) + (f"~{migrated:g}" if migrated else "")
 
 
 def make_pair(histories: str, photons: int, cache: Path) -> HistoryPair:
+    """``synth``, ``H`` (H distinct histories, A == B) or ``H~F`` (a fraction F of B migrated)."""
     if histories == "synth":
         base = cached_pair(photons, cache)
         return HistoryPair("synth", photons, base.a, base.b)
-    return distinct_pair(photons, parse_count(histories), cache)
+    count, _, fraction = histories.partition("~")
+    try:
+        migrated = float(fraction) if fraction else 0.0
+    except ValueError:
+        raise SystemExit(f"--histories {histories!r}: write H or H~FRACTION, e.g. 1M~0.1") from None
+    return distinct_pair(photons, parse_count(count), cache, migrated)
 
 
 # ---------------------------------------------------------------- the worker (one fresh process)
@@ -432,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photons", type=parse_count, default=parse_count(DEFAULT_PHOTONS),
                    help=f"photons of every pair, k/M allowed (default {DEFAULT_PHOTONS})")
     p.add_argument("--histories", default=DEFAULT_HISTORIES,
-                   help=f"comma-separated: 'synth' (the synthesized pair) or a count of distinct histories "
-                        f"(A == B); ratios are to the first (default {DEFAULT_HISTORIES})")
+                   help=f"comma-separated: 'synth' (the synthesized pair), a count H of distinct histories "
+                        f"(A == B), or H~F: a fraction F of B's photons migrated to new histories; ratios "
+                        f"are to the first (default {DEFAULT_HISTORIES})")
     p.add_argument("--engine", default="cython", help="engine (default cython)")
     p.add_argument("--threads", type=int, default=None, help="threads of the compiled code (default all)")
     p.add_argument("--repeats", type=int, default=3, help="timed compare() runs after the warm-up (default 3)")
