@@ -65,7 +65,7 @@ EXIT_CASE_FAILED = 4
 #: stages in the order compare() runs them (the names the workers record)
 STAGES = ("engine histories", "HistoryCounts.from_unsorted", "HistoryCounts.groups", "engine deviations",
           "migration", "deviation tables", "history table")
-#: the stages after the engine returns (the tables' Python side)
+#: the stages after the engine returns (the tables' Python side; migration includes its compiled pass)
 PYTHON_STAGES = ("HistoryCounts.from_unsorted", "HistoryCounts.groups", "migration", "deviation tables",
                  "history table", "other")
 MB = 1e6
@@ -375,72 +375,120 @@ def run_worker(kind: str, pair: HistoryPair, src: str | None, args) -> dict:
     return run_json(cmd)
 
 
+def _python_s(timing: dict, key: str = "median") -> float:
+    return sum(timing[key][s] for s in PYTHON_STAGES)
+
+
 def _ratios(results: dict) -> None:
     """Per source: each pair against the first --histories entry (time, memory, bytes/history)."""
-    for src, cases in results["cases"].items():
+    for cases in results["cases"].values():
         ref = cases.get(results["settings"]["histories"][0])
         if not ref or "timing" not in ref or "memory" not in ref:
             continue
-        for name, case in cases.items():
+        rt, rm = ref["timing"], ref["memory"]
+        for case in cases.values():
             if "timing" not in case or "memory" not in case:
                 continue
-            t, m, rt, rm = case["timing"], case["memory"], ref["timing"], ref["memory"]
-            extra = case["memory"]["histories"] - rm["histories"]
+            t, m = case["timing"], case["memory"]
+            extra = m["histories"] - rm["histories"]
+            added = m["anon_peak_mb"] - rm["anon_peak_mb"]
             case["vs_first"] = {
                 "time": t["median"]["compare"] / rt["median"]["compare"],
-                "time_python": sum(t["median"][s] for s in PYTHON_STAGES) /
-                max(1e-9, sum(rt["median"][s] for s in PYTHON_STAGES)),
-                "memory_added_mb": m["anon_peak_mb"] - rm["anon_peak_mb"],
-                "bytes_per_history": (m["anon_peak_mb"] - rm["anon_peak_mb"]) * MB / extra if extra > 0 else None,
-                "python_bytes_per_history": {
-                    s: (m["stage_added_mb"].get(s, 0) - rm["stage_added_mb"].get(s, 0)) * MB / extra
-                    for s in ("deviation tables", "history table", "HistoryCounts.from_unsorted")} if extra > 0 else None,
+                "python_s": _python_s(t), "python_s_first": _python_s(rt),
+                "memory_added_mb": added,
+                "bytes_per_history": added * MB / extra if extra > 0 else None,
+                "stage_bytes_per_history": None if extra <= 0 else {
+                    s: (m["stage_added_mb"][s] - rm["stage_added_mb"][s]) * MB / extra for s in STAGES},
             }
 
 
-def render(results: dict) -> str:
-    lines = [f"many distinct histories: {size_label(results['settings']['photons'])} photons, "
-             f"engine {results['settings']['engine']}, threads {results['settings']['threads'] or 'all'}",
-             one_line(results["machine"]), f"command: {results['command']}", ""]
-    stages = ("compare",) + STAGES + ("other", "render", "repr+rc")
-    for src, cases in results["cases"].items():
-        names = [n for n in results["settings"]["histories"] if n in cases and "timing" in cases[n]]
-        if not names:
-            continue
-        lines.append(f"source {src}: seconds (median of {results['settings']['repeats']}; min) and peak anon MB "
-                     "added (one run, over the memory before compare)")
-        head = f"  {'stage':<30}" + "".join(f" {n + ' s':>20} {'MB':>7}" for n in names)
-        lines.append(head)
-        for s in stages:
-            row = f"  {s:<30}"
-            for n in names:
-                t = cases[n]["timing"]
-                mem = cases[n].get("memory", {})
-                mb = mem.get("anon_peak_mb") if s == "compare" else mem.get("stage_added_mb", {}).get(s)
-                row += f" {t['median'][s]:>11.3f} ({t['min'][s]:>6.3f}) {'':>7}" if mb is None else f" {t['median'][s]:>11.3f} ({t['min'][s]:>6.3f}) {mb:7.0f}"
-            lines.append(row)
-        row = f"  {'result kept (MB)':<30}"
+def _cell(seconds: float, low: float, mb) -> str:
+    return f" {seconds:>11.3f} ({low:>6.3f}) " + (f"{'':>7}" if mb is None else f"{mb:7.0f}")
+
+
+def _table(cases: dict, names: list[str], repeats: int) -> list[str]:
+    """Stage by stage: median (min) seconds and the peak anon MB the stage added."""
+    lines = [f"  seconds: median of {repeats} (min); MB: peak anonymous memory added (one run; for compare,"
+             " over the memory before it)",
+             f"  {'stage':<28}" + "".join(f" {n + ' s':>20} {'MB':>7}" for n in names)]
+    for s in ("compare",) + STAGES + ("other", "render", "repr+rc"):
+        row = f"  {s:<28}"
         for n in names:
-            kept = cases[n].get("memory", {}).get("anon_kept_mb")
-            row += f" {'':>20} {'' if kept is None else f'{kept:7.0f}'}"
+            t, mem = cases[n]["timing"], cases[n].get("memory", {})
+            mb = mem.get("anon_peak_mb") if s == "compare" else mem.get("stage_added_mb", {}).get(s)
+            row += _cell(t["median"][s], t["min"][s], mb)
         lines.append(row)
-        lines.append(f"  {'histories / deviation rows':<30}" + "".join(
-            f" {cases[n]['timing']['histories']:>12} / {max(cases[n]['timing']['deviation_rows'].values(), default=0):<7}"
-            for n in names))
-        for n in names[1:]:
-            r = cases[n].get("vs_first")
-            if not r:
+    row = f"  {'after the engine (sum)':<28}"
+    for n in names:
+        row += _cell(_python_s(cases[n]["timing"]), _python_s(cases[n]["timing"], "min"), None)
+    lines.append(row)
+    row = f"  {'result kept (MB)':<28}"
+    for n in names:
+        kept = cases[n].get("memory", {}).get("anon_kept_mb")
+        row += f" {'':>20} " + (f"{'':>7}" if kept is None else f"{kept:7.0f}")
+    lines.append(row)
+    row = f"  {'histories / deviation rows':<28}"
+    for n in names:
+        t = cases[n]["timing"]
+        row += f" {t['histories']:>12} / {max(t['deviation_rows'].values(), default=0):<7}"
+    lines.append(row)
+    return lines
+
+
+def _versus_first(cases: dict, names: list[str]) -> list[str]:
+    lines = []
+    for n in names[1:]:
+        r = cases[n].get("vs_first")
+        if not r:
+            continue
+        bph = "-" if r["bytes_per_history"] is None else f"{r['bytes_per_history']:.0f}"
+        ok_t = "ok" if r["time"] < TIME_LIMIT else "MISSED"
+        ok_m = "ok" if r["memory_added_mb"] < MEMORY_LIMIT_MB else "MISSED"
+        lines.append(f"  {n} vs {names[0]}: compare {r['time']:.2f}x (target < {TIME_LIMIT:g}x: {ok_t}), after the "
+                     f"engine {r['python_s']:.3f} s vs {r['python_s_first']:.3f} s; peak memory "
+                     f"+{r['memory_added_mb']:.0f} MB (target < {MEMORY_LIMIT_MB:g} MB: {ok_m}), "
+                     f"{bph} bytes per extra history")
+        if r["stage_bytes_per_history"]:
+            lines.append("    of which added by: " + ", ".join(
+                f"{s} {v:.0f}" for s, v in r["stage_bytes_per_history"].items() if abs(v) >= 0.5))
+    return lines
+
+
+def _versus_sources(results: dict, names: list[str]) -> list[str]:
+    """This photonab against every other --src, pair by pair."""
+    this = results["cases"].get("this", {})
+    lines = []
+    for src, cases in results["cases"].items():
+        if src == "this":
+            continue
+        for n in names:
+            a, b = this.get(n, {}), cases.get(n, {})
+            if "timing" not in a or "timing" not in b:
                 continue
-            bph = "-" if r["bytes_per_history"] is None else f"{r['bytes_per_history']:.0f}"
-            ok_t = "ok" if r["time"] < TIME_LIMIT else "MISSED"
-            ok_m = "ok" if r["memory_added_mb"] < MEMORY_LIMIT_MB else "MISSED"
-            lines.append(f"  {n} vs {names[0]}: time {r['time']:.2f}x (target < {TIME_LIMIT:g}x: {ok_t}), "
-                         f"Python side {r['time_python']:.2f}x; peak memory +{r['memory_added_mb']:.0f} MB "
-                         f"(target < {MEMORY_LIMIT_MB:g} MB: {ok_m}), {bph} bytes per extra history")
-            if r["python_bytes_per_history"]:
-                lines.append("    bytes per extra history, added by: " + ", ".join(
-                    f"{s} {v:.0f}" for s, v in r["python_bytes_per_history"].items()))
-        lines.append("")
+            ta, tb = a["timing"]["median"], b["timing"]["median"]
+            text = (f"  {n}: compare {ta['compare']:.3f} s vs {tb['compare']:.3f} s "
+                    f"({ta['compare'] / tb['compare']:.2f}x), "
+                    f"after the engine {_python_s(a['timing']):.3f} s vs {_python_s(b['timing']):.3f} s, render "
+                    f"{ta['render']:.3f} s vs {tb['render']:.3f} s")
+            if "memory" in a and "memory" in b:
+                text += (f"; peak +{a['memory']['anon_peak_mb']:.0f} MB vs +{b['memory']['anon_peak_mb']:.0f} MB, "
+                         f"kept {a['memory']['anon_kept_mb']:.0f} vs {b['memory']['anon_kept_mb']:.0f} MB")
+            lines.append(text)
+        if lines:
+            lines.insert(0, f"this vs {src} (same run, interleaved):")
+    return lines
+
+
+def render(results: dict) -> str:
+    settings = results["settings"]
+    lines = [f"many distinct histories: {size_label(settings['photons'])} photons, engine {settings['engine']}, "
+             f"threads {settings['threads'] or 'all'}", one_line(results["machine"]),
+             f"command: {results['command']}", ""]
+    for src, cases in results["cases"].items():
+        names = [n for n in settings["histories"] if n in cases and "timing" in cases[n]]
+        if names:
+            lines += [f"source {src}:", *_table(cases, names, settings["repeats"]), *_versus_first(cases, names), ""]
+    lines += _versus_sources(results, settings["histories"])
     for f in results["failed"]:
         lines.append(f"FAILED {f['kind']} {f['source']} {f['histories']}: {f['error']}")
     return "\n".join(lines)
@@ -463,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", action="append", default=[], metavar="LABEL=PATH",
                    help="also measure the photonab package in PATH (e.g. an older commit's src), interleaved")
     p.add_argument("--timing-only", action="store_true", help="no memory processes")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default profiles/results/distinct-<date-time>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default profiles/results/distinct-<date-time>)")
     p.add_argument("--cache", type=Path, default=None, help=f"folder of the pairs (default {default_cache()})")
     return p
 
