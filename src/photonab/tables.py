@@ -335,7 +335,7 @@ class DeviationTable(_Rows):
     photons, in table order; none when the aggregate is in that order already, as with
     one photon per history). Every column is made from them on first use, a text view
     takes only its rows (:meth:`row_values`), and the level and rc need no order
-    (docs/tables.md, cost of the table model)."""
+    (docs/tables.md, many histories)."""
 
     def __init__(self, aggregate: DeviationAggregate, worst_event: np.ndarray | None = None):
         self._aggregate = aggregate
