@@ -195,3 +195,30 @@ def test_history_table_view_hides_and_counts(tmp_path):
     assert h == {"rows": 2, "skip": 1, "limit": 1, "failing": 1, "failing_skip": 0, "failing_limit": 1}
     text = t.render(1, "SC")
     assert "1 of them at ERROR/FATAL (1 by --hist-rows)" in text
+
+
+def test_text_view_computes_its_rows_as_the_columns(tmp_path):
+    """A view computes only its rows (row_values); once the columns exist it reads them:
+    the same text both ways, for every table and a skip that hides rows."""
+    pair = EventPair.open(*random_pair(tmp_path, 3000, n_codes=40, nan=3, spread=20, p_flip=0.3))
+    for skip in ((), "BT"):
+        fresh = compare(pair).render(rows=7, history_rows=9, skip=skip)
+        made = compare(pair)
+        for t in [made.history, *made.tables.values()]:
+            for name in ("codes", "nitem", "ndisc", "fdisc", "nnan", "mx", "mn", "avg", "argmax", "worst_slot",
+                         "a", "b", "ab", "ba", "nstep", "dropout", "level_index"):
+                getattr(t, name, None)
+        assert made.render(rows=7, history_rows=9, skip=skip) == fresh
+
+
+def test_level_and_rc_need_no_row_order():
+    # one photon per history in table order already: the engine's arrays are the columns
+    g = 5
+    agg = _aggregate([1] * g, [[0, 0, 0]] * (g - 1) + [[1, 1, 0]])
+    t = DeviationTable(agg)
+    assert t.level == "ERROR" and t.rc == 1 and len(t) == g and t.nitem_total == g
+    assert "_rows" not in t.__dict__
+    assert t.codes is agg.codes and t.level_index.dtype == np.int8
+    counts = HistoryCounts(np.arange(4, dtype=np.uint64), np.ones(4, np.int64), np.ones(4, np.int64))
+    h = HistoryTable(counts)
+    assert h.level == "INFO" and h.c2sum == 0.0 and h.ndf == -1 and h.codes is counts.codes

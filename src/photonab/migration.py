@@ -83,6 +83,13 @@ class MigrationTable:
             self._labels["b"] = history_labels(self.codes_b, self.era)
         return self._labels["b"]
 
+    def row_labels(self, rows) -> tuple[list[str], list[str]]:
+        """A and B labels of ``rows`` only (what a text view shows)."""
+        rows = np.asarray(rows, np.intp)
+        if "a" in self._labels and "b" in self._labels:
+            return [self._labels["a"][i] for i in rows], [self._labels["b"][i] for i in rows]
+        return history_labels(self.codes_a[rows], self.era), history_labels(self.codes_b[rows], self.era)
+
     def rows_matching(self, migration: str) -> np.ndarray:
         """Row numbers whose pair matches ``"A-PATTERN -> B-PATTERN"`` (``*`` = any side)."""
         pa, pb = parse_migration(migration, self.era)
@@ -117,15 +124,46 @@ def _check(seq_a, seq_b, top, max_pairs, first):
     return seq_a, seq_b, top
 
 
-def _order(a, b, counts):
-    return np.lexsort((b, a, -counts))
+def _smallest(keys, k: int) -> np.ndarray:
+    """Row numbers (ascending) of the ``k`` rows that come first in the lexicographic
+    order of ``keys`` (first key first, ties by row number, as a stable sort): one
+    partition per key over the rows still tied, O(rows), no sort."""
+    rows = np.arange(len(keys[0]))
+    if k <= 0:
+        return rows[:0]
+    picked = []
+    for key in keys:
+        if len(rows) <= k:
+            break
+        values = key[rows]
+        cut = np.partition(values, k - 1)[k - 1]
+        below = values < cut
+        picked.append(rows[below])
+        k -= int(np.count_nonzero(below))
+        rows = rows[values == cut]
+    picked.append(rows[:k])
+    return np.sort(np.concatenate(picked))
+
+
+def _select(a, b, counts, first, top):
+    """The ``top`` rows first in table order (count descending, then A code, then B code),
+    in any order, and (pairs, photons) of the rest: a partition, not a sort."""
+    if len(counts) <= top:
+        return (a, b, counts, first), 0, 0
+    keep = _smallest((-counts, a, b), top)
+    rest_photons = int(counts.sum()) - int(counts[keep].sum())
+    return (a[keep], b[keep], counts[keep], first[keep]), len(counts) - len(keep), rest_photons
+
+
+def _in_order(a, b, counts, first):
+    order = np.lexsort((b, a, -counts))
+    return a[order], b[order], counts[order], first[order]
 
 
 def _trim(a, b, counts, first, top):
     """The ``top`` rows in table order, and (pairs, photons) of the rest."""
-    order = _order(a, b, counts)
-    keep, rest = order[:top], order[top:]
-    return (a[keep], b[keep], counts[keep], first[keep]), len(rest), int(counts[rest].sum())
+    rows, other_pairs, other_photons = _select(a, b, counts, first, top)
+    return _in_order(*rows), other_pairs, other_photons
 
 
 def first_pass_counter(first: int = DEFAULT_FIRST, max_pairs: int = DEFAULT_MAX_PAIRS, room: int | None = None):
@@ -188,10 +226,12 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
             if r["overflowed"]:
                 todo += [(2 * rounds, part), (2 * rounds, part + rounds)]
                 continue
-            (a, b, counts, firsts), op, oph = _trim(
+            # the top rows so far, in any order (partitioned, not sorted): sorted once at the end
+            (a, b, counts, firsts), op, oph = _select(
                 np.concatenate([a, r["pairs"][:, 0]]), np.concatenate([b, r["pairs"][:, 1]]),
                 np.concatenate([counts, r["counts"]]), np.concatenate([firsts, r["first"]]), top)
             other_pairs, other_photons = other_pairs + op, other_photons + oph
+        a, b, counts, firsts = _in_order(a, b, counts, firsts)
     return MigrationTable(n, n_migrated, np.asarray(lowest, np.int64), a.astype(np.uint64),
                           b.astype(np.uint64), counts.astype(np.int64), firsts.astype(np.int64),
                           int(other_pairs), int(other_photons), era, max_pairs, passes)

@@ -92,20 +92,29 @@ def code(text: str, era: str | None = None) -> int:
     return _parse(text, era, MAX_STEPS)
 
 
+#: 16**k for k = 0..15: a code has k steps when it is >= the first k of them
+_STEP_FLOORS = np.uint64(1) << (np.uint64(4) * np.arange(MAX_STEPS, dtype=np.uint64))
+
+
 def nstep_array(codes: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`nstep` for a uint64 array."""
+    """Vectorised :func:`nstep` for a uint64 array (int64): one binary search per code in
+    the 16 step thresholds, exact for every 64-bit value."""
     codes = np.asarray(codes, dtype=np.uint64)
-    n = np.zeros(codes.shape, dtype=np.int64)
-    for i in range(MAX_STEPS):
-        n[(codes >> np.uint64(4 * i)) != 0] = i + 1
-    return n
+    return np.searchsorted(_STEP_FLOORS, codes.ravel(), side="right").astype(np.int64).reshape(codes.shape)
 
 
 def labels_contain(codes, tokens: list[str], era: str | None = None) -> np.ndarray:
     """Boolean per code: does its label contain any of ``tokens`` (e.g. ``['SC', 'AB', 'RE']``)."""
     table = flag_table(era)
     wanted = [table.nibble[t.upper()] if t.upper() in table.nibble else code(t, table) for t in tokens]
-    return np.array([any(n in wanted for n in nibbles(c)) for c in codes], dtype=bool)
+    codes = np.asarray(codes, dtype=np.uint64)
+    out = np.zeros(codes.shape, bool)
+    for i in range(MAX_STEPS):  # a nibble is a step up to the code's highest non-zero one
+        nib = (codes >> np.uint64(4 * i)) & np.uint64(0xF)
+        step = (codes >> np.uint64(4 * i)) != 0
+        for w in wanted:
+            out |= step & (nib == np.uint64(w))
+    return out
 
 
 # ---------------------------------------------------------------- two-word (128-bit) codes

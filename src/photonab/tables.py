@@ -6,7 +6,10 @@ plain arrays; text, JSON and pictures are made from them in :mod:`photonab.rende
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
+
 from .stats import chi2_sf
 
 from . import seqhis
@@ -77,6 +80,48 @@ def history_reasons(c2p: float, c2_level: int, c2max, dropouts: int, none_aligne
     return out
 
 
+def table_order(codes: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
+    """Row order by ``counts`` descending, then code ascending (ties in input order), as
+    ``np.lexsort((codes, -counts))``; None when the rows are in that order already, so that
+    a table takes its columns as they are (one photon per history: every count equal).
+
+    Rows sorted by code (the engines' order) are ordered by one sort of uint64 keys
+    ``(max - count) << bits | row``, which is O(G) faster than a two-key lexsort and
+    gives the same permutation (the row number is the tie-break)."""
+    n = len(codes)
+    if n < 2:
+        return None
+    counts = np.ascontiguousarray(counts)  # one read of an engine column that may be strided
+    by_code = bool((codes[:-1] <= codes[1:]).all())
+    if by_code and bool((counts[:-1] >= counts[1:]).all()):
+        return None
+    if by_code:
+        bits = (n - 1).bit_length()
+        top, low = int(counts.max()), int(counts.min())
+        if low >= 0 and top.bit_length() + bits <= 64:
+            key = np.subtract(top, counts, dtype=np.int64).view(np.uint64)  # >= 0
+            key <<= np.uint64(bits)
+            key |= np.arange(n, dtype=np.uint64)
+            key.sort()
+            key &= np.uint64((1 << bits) - 1)
+            return key.view(np.int64)
+    return np.lexsort((codes, -np.asarray(counts, np.int64)))
+
+
+def _take(values, rows):
+    """``values`` at engine rows ``rows`` (None: all of them, as they are)."""
+    return values if rows is None or values is None else values[rows]
+
+
+def history_ratios(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """a/b, sqrt(a)/b, b/a, sqrt(b)/a where both are > 0, else NaN (float64, element by
+    element, so any subset of rows gives the same numbers as the whole column)."""
+    both = (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.where(both, a / b, np.nan), np.where(both, np.sqrt(a) / b, np.nan),
+                np.where(both, b / a, np.nan), np.where(both, np.sqrt(b) / a, np.nan))
+
+
 class _Rows:
     """What the history and deviation tables share: row selection and levels."""
 
@@ -92,25 +137,35 @@ class _Rows:
             return skip.mask(self)
         return skip_mask(self.codes, skip)
 
-    def _kept(self, skipped, skip) -> np.ndarray:
-        """Rows not hidden, in the view's order (``--order``)."""
-        order = skip.order_of(self) if hasattr(skip, "order_of") else np.arange(len(self))
-        return order[~skipped[order]]
+    def _view(self, skip, limit):
+        """The rows a view shows (row numbers) and its hidden mask (None: nothing hidden).
+        Without a hidden row or an order of its own, no per-row array is made."""
+        order = skip.order_of(self) if hasattr(skip, "order_of") else None
+        hide = self.skip_mask(skip) if skip else None
+        if hide is not None and not hide.any():
+            hide = None
+        if hide is None:
+            if order is None:
+                return np.arange(*slice(limit).indices(len(self))), None
+            return order[:limit], None
+        kept = np.flatnonzero(~hide) if order is None else order[~hide[order]]
+        return kept[:limit], hide
 
     def shown(self, limit: int | None = None, skip=()) -> np.ndarray:
         """Row numbers a view shows: rows not hidden by ``skip``, the first ``limit`` of them."""
-        return self._kept(self.skip_mask(skip), skip)[:limit]
+        return self._view(skip, limit)[0]
 
     def hidden(self, limit: int | None = None, skip=()) -> dict:
         """Rows a view with ``limit`` and ``skip`` hides: how many, and how many of them fail
         (ERROR/FATAL), by the option that hid them."""
-        skipped = self.skip_mask(skip)
-        kept = self._kept(skipped, skip)
-        beyond = kept[limit:] if limit is not None else kept[:0]
+        shown, hide = self._view(skip, limit)
         bad = self.level_index >= LEVELS.index(FAILING[0])
-        return {"rows": int(skipped.sum()) + len(beyond), "skip": int(skipped.sum()), "limit": len(beyond),
-                "failing": int(bad[skipped].sum()) + int(bad[beyond].sum()),
-                "failing_skip": int(bad[skipped].sum()), "failing_limit": int(bad[beyond].sum())}
+        n_skip = 0 if hide is None else int(np.count_nonzero(hide))
+        bad_skip = 0 if hide is None else int(np.count_nonzero(bad & hide))
+        beyond = len(self) - n_skip - len(shown)
+        bad_beyond = int(np.count_nonzero(bad)) - bad_skip - int(np.count_nonzero(bad[shown]))
+        return {"rows": n_skip + beyond, "skip": n_skip, "limit": beyond, "failing": bad_skip + bad_beyond,
+                "failing_skip": bad_skip, "failing_limit": bad_beyond}
 
     def labels(self, rows=None) -> list[str]:
         codes = self.codes if rows is None else self.codes[rows]
@@ -132,48 +187,111 @@ class HistoryTable(_Rows):
     """Photons per history in A and B, ordered by a+b descending then code, with chi-square,
     and a level (docs/verdict.md): c2/ndf against ``c2max`` (only when ndf >= 1), at least
     ERROR for a dropout row (more than DROPOUT_MIN photons on one side, none on the
-    other), FATAL when photons were compared but none is aligned (``aligned`` = 0)."""
+    other), FATAL when photons were compared but none is aligned (``aligned`` = 0).
+
+    The summary (c2/ndf, p-value, dropouts, level) needs no row order: the counted rows
+    (a+b > C2_MIN_COUNT) are the first rows of the table, so only they are sorted for c2.
+    The columns are the counts' own arrays when these are in table order already (one
+    photon per history), else they are made in table order on first use, as are a/b,
+    b/a and nstep (docs/tables.md)."""
 
     table = "history"
 
     def __init__(self, counts: HistoryCounts, c2max=C2MAX, aligned: int | None = None):
         self.c2max = check_c2max(c2max)
-        a, b, codes = counts.a, counts.b, counts.codes
-        order = np.lexsort((codes, -(a + b)))
-        self.codes, self.a, self.b = codes[order], a[order], b[order]
-        total = (self.a + self.b).astype(np.float64)
-        self.counted = total > C2_MIN_COUNT
-        diff = (self.a - self.b).astype(np.float64)
-        self.c2 = np.where(self.counted, diff * diff / np.where(total > 0, total, 1), 0.0)
-        self.ndf = int(self.counted.sum()) - 1
-        self.c2sum = float(self.c2.sum())
+        self._counts = counts
+        a, b = counts.a, counts.b
+        total = a + b
+        counted = np.flatnonzero(total > C2_MIN_COUNT)
+        sub = table_order(counts.codes[counted], total[counted])
+        if sub is not None:
+            counted = counted[sub]
+        n, k = len(total), len(counted)
+        # c2 in table order: the counted rows' values, then zeros (pages never touched),
+        # summed over the whole column as always, so c2sum is the same to the bit
+        self.c2 = np.zeros(n)
+        self.counted = np.zeros(n, bool)
+        self.counted[:k] = True
+        if k:
+            diff = (a[counted] - b[counted]).astype(np.float64)
+            self.c2[:k] = diff * diff / total[counted].astype(np.float64)
+        del total, counted
+        self.ndf = k - 1
+        self.c2sum = float(self.c2.sum()) if k else 0.0
         self.c2p = self.c2sum / max(1, self.ndf)
         self.pvalue = chi2_sf(self.c2sum, self.ndf) if self.ndf > 0 else 1.0
-        both = (self.a > 0) & (self.b > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.ab = np.where(both, self.a / self.b, np.nan)
-            self.ab_err = np.where(both, np.sqrt(self.a) / self.b, np.nan)
-            self.ba = np.where(both, self.b / self.a, np.nan)
-            self.ba_err = np.where(both, np.sqrt(self.b) / self.a, np.nan)
-        self.nstep = seqhis.nstep_array(self.codes)
         self.aligned = None if aligned is None else int(aligned)
-        self.dropout = ((self.a > DROPOUT_MIN) & (self.b == 0)) | ((self.b > DROPOUT_MIN) & (self.a == 0))
-        self.level_index = np.where(self.dropout, LEVELS.index("ERROR"), 0)
+        self._dropout = ((a > DROPOUT_MIN) & (b == 0)) | ((b > DROPOUT_MIN) & (a == 0))  # engine rows
+        self.ndropout = int(np.count_nonzero(self._dropout))
         # c2/ndf level: few-photon tables (ndf < 1) cannot fail on chi-square alone
         self.c2_level_index = c2_level_index(self.c2p, self.ndf, self.c2max)
         self.none_aligned = self.aligned == 0 and self.n_a > 0
 
+    def __len__(self):
+        return len(self._counts.codes)
+
+    @cached_property
+    def _order(self) -> np.ndarray | None:
+        """Counts row of each table row (None: the counts' rows, as they are)."""
+        return table_order(self._counts.codes, self._counts.a + self._counts.b)
+
+    def _column(self, name: str, rows):
+        """Column ``name`` at counts rows ``rows`` (None: every row, as they are)."""
+        if name == "dropout":
+            return _take(self._dropout, rows)
+        if name == "level_index":
+            return np.where(_take(self._dropout, rows), np.int8(LEVELS.index("ERROR")), np.int8(0))
+        return _take(getattr(self._counts, name), rows)
+
+    codes = cached_property(lambda self: self._column("codes", self._order))
+    a = cached_property(lambda self: self._column("a", self._order))
+    b = cached_property(lambda self: self._column("b", self._order))
+    dropout = cached_property(lambda self: self._column("dropout", self._order))
+    #: level index per row (int8): ERROR for a dropout, else INFO
+    level_index = cached_property(lambda self: self._column("level_index", self._order))
+
+    @cached_property
+    def _ratios(self) -> tuple[np.ndarray, ...]:
+        return history_ratios(self.a, self.b)
+
+    @property
+    def ab(self) -> np.ndarray:
+        return self._ratios[0]
+
+    @property
+    def ab_err(self) -> np.ndarray:
+        return self._ratios[1]
+
+    @property
+    def ba(self) -> np.ndarray:
+        return self._ratios[2]
+
+    @property
+    def ba_err(self) -> np.ndarray:
+        return self._ratios[3]
+
+    @cached_property
+    def nstep(self) -> np.ndarray:
+        return seqhis.nstep_array(self.codes)
+
+    def row_values(self, rows) -> dict[str, np.ndarray]:
+        """The columns at table rows ``rows`` only (what a text view shows): the same
+        numbers as the whole columns, without making them."""
+        rows = np.asarray(rows, np.intp)
+        at = rows if self._order is None else self._order[rows]
+        codes, a, b = (self._column(name, at) for name in ("codes", "a", "b"))
+        ab, ab_err, ba, ba_err = history_ratios(a, b)
+        return {"codes": codes, "a": a, "b": b, "c2": self.c2[rows], "ab": ab, "ab_err": ab_err, "ba": ba,
+                "ba_err": ba_err, "nstep": seqhis.nstep_array(codes), "level_index": self._column("level_index", at),
+                "dropout": self._column("dropout", at)}
+
     @property
     def n_a(self) -> int:
-        return int(self.a.sum())
+        return int(self._counts.a.sum())
 
     @property
     def n_b(self) -> int:
-        return int(self.b.sum())
-
-    @property
-    def ndropout(self) -> int:
-        return int(self.dropout.sum())
+        return int(self._counts.b.sum())
 
     @property
     def level(self) -> str:
@@ -200,108 +318,151 @@ class HistoryTable(_Rows):
         p.text(repr(self) if cycle else self.render())
 
 
-def _physical(values: np.ndarray, scale: float, none: np.ndarray) -> np.ndarray:
-    """float64 ``values`` x ``scale`` (a new array), NaN where ``none``."""
-    out = values.astype(np.float64, copy=False)  # values is already a copy (fancy-indexed)
-    out *= scale
-    out[none] = np.nan
-    return out
+def deviation_levels(ndisc: np.ndarray, nnan: np.ndarray) -> np.ndarray:
+    """Level index 0..3 (int8) per row: the worst cut a photon went beyond (NaN = beyond
+    all). One pass over ``ndisc`` (an engine column, often strided)."""
+    beyond = ndisc > 0
+    worst = beyond[:, 2] | (nnan > 0)
+    return np.where(worst, np.int8(3), np.where(beyond[:, 1], np.int8(2), beyond[:, 0].view(np.int8)))
 
 
 class DeviationTable(_Rows):
     """One deviation table (rpost, rtime, rpol or ox): per history of the aligned photons,
     nitem, photons beyond each cut, their fractions, max/min/mean deviation, level and the
-    most deviant photon. Rows ordered by nitem descending, then code."""
+    most deviant photon. Rows ordered by nitem descending, then code.
+
+    The table keeps the engine's aggregate and one row selection (the rows with aligned
+    photons, in table order; none when the aggregate is in that order already, as with
+    one photon per history). Every column is made from them on first use, a text view
+    takes only its rows (:meth:`row_values`), and the level and rc need no order
+    (docs/tables.md, many histories)."""
 
     def __init__(self, aggregate: DeviationAggregate, worst_event: np.ndarray | None = None):
-        # one combined selection + order on the engine's aggregate (no nonempty() copy):
-        # rows with aligned photons, by nitem descending, then code
-        kept = np.flatnonzero(aggregate.nitem > 0)
-        order = kept[np.lexsort((aggregate.codes[kept], -aggregate.nitem[kept]))]
-        del kept
-        self._aggregate, self._order = aggregate, order
-        agg = aggregate
-        # for the combined tables of a run: the event of each row's most deviant photon
-        self.worst_event = None if worst_event is None else np.asarray(worst_event)[order]
-        self.table, self.cuts = agg.table, agg.cuts
+        self._aggregate = aggregate
+        self.table, self.cuts = aggregate.table, aggregate.cuts
         self.unit = UNITS[self.table]
-        self.codes = agg.codes[order]
-        self.nitem = agg.nitem[order]
-        self.ndisc = agg.ndisc[order]
-        self.nnan = agg.nnan[order]
-        self.argmax = agg.argmax[order]
-        scale = self.cuts.bin
-        nfinite = self.nitem - self.nnan
-        none = nfinite <= 0
-        # physical values: stored counts x bin (record tables), float64 as they are (ox);
-        # computed in place (the same operations, so the same numbers, without temporaries)
-        self.mx = _physical(agg.max[order], scale, none)
-        self.mn = _physical(agg.min[order], scale, none)
-        avg = _physical(agg.sum[order], scale, none)
-        nfinite[none] = 1
-        with np.errstate(invalid="ignore", divide="ignore"):
-            avg /= nfinite
-        self.avg = avg
-        del nfinite, none
-        # level index 0..3 per row: the worst cut a photon went beyond (NaN = beyond all)
-        self.level_index = np.select([(self.ndisc[:, 2] > 0) | (self.nnan > 0), self.ndisc[:, 1] > 0,
-                                      self.ndisc[:, 0] > 0], [3, 2, 1], 0)
-        # record tables: the lowest slot reaching the row max (-1 none); None for ox. The
-        # per-slot maxima (slot_max) are made on first use (docs/tables.md, per-slot deviations)
-        self.worst_slot = None if agg.worst_slot is None else np.asarray(agg.worst_slot, np.int64)[order]
-        self._slot_max = self._fdisc = self._raw = None
+        # for the combined tables of a run: the event of each row's most deviant photon
+        self._worst_event = None if worst_event is None else np.asarray(worst_event)
 
-    @property
+    @cached_property
+    def _kept(self) -> np.ndarray | None:
+        """Engine rows with aligned photons (None: all of them)."""
+        has = self._aggregate.nitem > 0
+        return None if bool(has.all()) else np.flatnonzero(has)
+
+    @cached_property
+    def _rows(self) -> np.ndarray | None:
+        """Engine row of each table row (None: the engine's rows, as they are)."""
+        agg, kept = self._aggregate, self._kept
+        order = table_order(_take(agg.codes, kept), _take(agg.nitem, kept))
+        if kept is None or order is None:
+            return kept if order is None else order
+        return kept[order]
+
+    def _engine_rows(self, rows):
+        return rows if self._rows is None else self._rows[rows]
+
+    def _column(self, name: str, rows):
+        """Column ``name`` at engine rows ``rows`` (None: every table row)."""
+        agg = self._aggregate
+        if name in ("mx", "mn", "avg"):
+            nitem, nnan = _take(agg.nitem, rows), _take(agg.nnan, rows)
+            nfinite = nitem - nnan
+            none = nfinite <= 0
+            # physical values: stored counts x bin (record tables), float64 as they are (ox)
+            out = np.multiply(_take({"mx": agg.max, "mn": agg.min, "avg": agg.sum}[name], rows), self.cuts.bin,
+                              dtype=np.float64)
+            out[none] = np.nan
+            if name == "avg":
+                nfinite[none] = 1
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out /= nfinite
+            return out
+        if name == "fdisc":
+            return _take(agg.ndisc, rows) / _take(agg.nitem, rows)[:, None]
+        if name == "level_index":
+            return _take(self._levels, rows)
+        if name == "worst_slot":
+            return None if agg.worst_slot is None else np.asarray(_take(agg.worst_slot, rows), np.int64)
+        if name == "worst_event":
+            return _take(self._worst_event, rows)
+        return _take(getattr(agg, name), rows)
+
+    def row_values(self, rows) -> dict[str, np.ndarray]:
+        """The columns at table rows ``rows`` only (what a text view shows): the same
+        numbers as the whole columns, without making them."""
+        engine = self._engine_rows(np.asarray(rows, np.intp))
+        out = {}
+        for name in ("codes", "nitem", "ndisc", "fdisc", "nnan", "mx", "mn", "avg", "level_index", "argmax",
+                     "worst_slot", "worst_event"):
+            made = self.__dict__.get(name)  # a column made already is indexed, not made again
+            out[name] = made[rows] if made is not None else self._column(name, engine)
+        return out
+
+    def __len__(self):
+        return len(self._aggregate.nitem) if self._kept is None else len(self._kept)
+
+    codes = cached_property(lambda self: self._column("codes", self._rows))
+    nitem = cached_property(lambda self: self._column("nitem", self._rows))
+    ndisc = cached_property(lambda self: self._column("ndisc", self._rows))
+    nnan = cached_property(lambda self: self._column("nnan", self._rows))
+    argmax = cached_property(lambda self: self._column("argmax", self._rows))
+    mx = cached_property(lambda self: self._column("mx", self._rows))
+    mn = cached_property(lambda self: self._column("mn", self._rows))
+    avg = cached_property(lambda self: self._column("avg", self._rows))
+    #: (G, 3) ndisc as fractions of nitem
+    fdisc = cached_property(lambda self: self._column("fdisc", self._rows))
+    #: level index 0..3 per row (int8): the worst cut a photon went beyond (NaN = beyond all)
+    level_index = cached_property(lambda self: self._column("level_index", self._rows))
+    #: record tables: the lowest slot reaching the row max (-1 none); None for ox
+    worst_slot = cached_property(lambda self: self._column("worst_slot", self._rows))
+    worst_event = cached_property(lambda self: self._column("worst_event", self._rows))
+
+    @cached_property
+    def _levels(self) -> np.ndarray:
+        """Level index per engine row (rows without aligned photons are INFO)."""
+        return deviation_levels(self._aggregate.ndisc, self._aggregate.nnan)
+
+    @cached_property
     def raw(self) -> DeviationAggregate:
         """The engine's aggregate of the rows with aligned photons (engine order, by code)."""
-        if self._raw is None:
-            agg = self._aggregate
-            self._raw = agg if bool((agg.nitem > 0).all()) else agg.nonempty()
-        return self._raw
+        agg = self._aggregate
+        return agg if self._kept is None else agg.rows(self._kept)
 
-    @property
-    def fdisc(self) -> np.ndarray:
-        """(G, 3) ndisc as fractions of nitem (made on first use)."""
-        if self._fdisc is None:
-            self._fdisc = self.ndisc / self.nitem[:, None]
-        return self._fdisc
-
-    @property
+    @cached_property
     def slot_max(self) -> np.ndarray | None:
-        """(G, maxrec) per-slot maxima in physical units (counts x bin), None for ox."""
-        if self._slot_max is None and self._aggregate.slot_max is not None:
-            slots = self._aggregate.slot_max[self._order].astype(np.float64)
-            slots *= self.cuts.bin
-            self._slot_max = slots
-        return self._slot_max
+        """(G, maxrec) per-slot maxima in physical units (counts x bin), None for ox
+        (docs/tables.md, per-slot deviations)."""
+        slots = self._aggregate.slot_max
+        if slots is None:
+            return None
+        return np.multiply(_take(slots, self._rows), self.cuts.bin, dtype=np.float64)
 
     @property
     def has_slots(self) -> bool:
         """Per-slot maxima are known (the record tables rpost, rtime, rpol)."""
-        return self.worst_slot is not None
+        return self._aggregate.worst_slot is not None
 
     def slot_values(self, i: int) -> np.ndarray:
         """Row ``i``'s per-slot maxima (physical), one per slot up to min(nstep, maxrec)."""
         return self.slot_max[i, :int(self.slot_count[i])]
 
-    @property
+    @cached_property
     def slot_count(self) -> np.ndarray:
-        """Per row: the slots a photon of its history fills, min(nstep, maxrec) (computed once)."""
-        if getattr(self, "_slot_count", None) is None:
-            self._slot_count = np.minimum(seqhis.nstep_array(self.codes), self.slot_max.shape[1])
-        return self._slot_count
+        """Per row: the slots a photon of its history fills, min(nstep, maxrec)."""
+        return np.minimum(seqhis.nstep_array(self.codes), self._aggregate.slot_max.shape[1])
 
     @property
     def level(self) -> str:
-        return LEVELS[int(self.level_index.max(initial=0))]
+        return LEVELS[int(self._levels.max(initial=0))]
 
     @property
     def rc(self) -> int:
         return RC_BIT[self.table] if self.fails else 0
 
-    @property
+    @cached_property
     def nitem_total(self) -> int:
-        return int(self.nitem.sum())
+        return int(self._aggregate.nitem.sum())  # empty rows add nothing: no selection needed
 
     @property
     def mx_total(self) -> float:

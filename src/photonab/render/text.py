@@ -32,6 +32,23 @@ def _num(x: float, width: int = 9) -> str:
     return f"{x:>{width}.4g}" if abs(x) >= 1e4 or (0 < abs(x) < 1e-3) else f"{x:>{width}.4f}"
 
 
+def _rows(table, shown) -> list[dict]:
+    """One dict of column values per shown row: only those rows are computed (a table of a
+    million histories shows ten)."""
+    cols = table.row_values(shown)
+    return [{k: None if v is None else v[k_row] for k, v in cols.items()} for k_row in range(len(shown))]
+
+
+def _ratio(r: dict, name: str) -> str:
+    """``a/b`` (or ``b/a``) +- its error, '-' where undefined, 15 wide."""
+    text = "-" if np.isnan(r[name]) else f"{r[name]:.3f}+-{r[name + '_err']:.3f}"
+    return f"{text:>15}"
+
+
+def _history_level(r: dict) -> str:
+    return LEVELS[r["level_index"]] + (" dropout" if r["dropout"] else "")
+
+
 def _hidden_line(table, limit, skip, rows_option: str) -> str | None:
     """The footer of a view: rows it hides, and the failing ones among them, by option."""
     h = table.hidden(limit, skip)
@@ -57,13 +74,11 @@ def render_history(table: HistoryTable, limit: int | None = 20, skip=()) -> str:
     lines = [head] + [f"  {reason}" for reason in table.reasons]
     lines.append(f"{'idx':>5} {'code':>16}  {'label':<{LABEL_WIDTH}} {'a':>9} {'b':>9} {'a-b':>8} {'c2':>8}"
                  f" {'a/b':>15} {'b/a':>15} {'nstep':>5}  level")
-    for i in table.shown(limit, skip):
-        ab = "-" if np.isnan(table.ab[i]) else f"{table.ab[i]:.3f}+-{table.ab_err[i]:.3f}"
-        ba = "-" if np.isnan(table.ba[i]) else f"{table.ba[i]:.3f}+-{table.ba_err[i]:.3f}"
-        level = LEVELS[table.level_index[i]] + (" dropout" if table.dropout[i] else "")
-        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_label(table.codes[i]):<{LABEL_WIDTH}} {table.a[i]:>9} "
-                     f"{table.b[i]:>9} {int(table.a[i] - table.b[i]):>8} {table.c2[i]:>8.2f} {ab:>15} {ba:>15} "
-                     f"{table.nstep[i]:>5}  {level}")
+    shown = table.shown(limit, skip)
+    for i, r in zip(shown, _rows(table, shown)):
+        lines.append(f"{i:>5} {int(r['codes']):>16x}  {_label(r['codes']):<{LABEL_WIDTH}} {r['a']:>9} "
+                     f"{r['b']:>9} {int(r['a'] - r['b']):>8} {r['c2']:>8.2f} {_ratio(r, 'ab')} {_ratio(r, 'ba')} "
+                     f"{r['nstep']:>5}  {_history_level(r)}")
     footer = _hidden_line(table, limit, skip, "--hist-rows")
     return "\n".join(lines + ([footer] if footer else []))
 
@@ -81,18 +96,19 @@ def render_deviation(table: DeviationTable, limit: int | None = 10, skip=()) -> 
     if slot_col:  # the record tables: the slot of the row's max (docs/tables.md)
         cols += f" {'slot':>4}"
     lines = [head, cols]
-    for i in table.shown(limit, skip):
-        nd, fd = table.ndisc[i], table.fdisc[i]
-        worst = str(table.argmax[i])
-        if table.worst_event is not None:  # a run's combined table: event:photon
-            worst = f"{table.worst_event[i]}:{worst}"
-        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_label(table.codes[i]):<{LABEL_WIDTH}} {table.nitem[i]:>9} "
+    shown = table.shown(limit, skip)
+    for i, r in zip(shown, _rows(table, shown)):
+        nd, fd = r["ndisc"], r["fdisc"]
+        worst = str(r["argmax"])
+        if r["worst_event"] is not None:  # a run's combined table: event:photon
+            worst = f"{r['worst_event']}:{worst}"
+        lines.append(f"{i:>5} {int(r['codes']):>16x}  {_label(r['codes']):<{LABEL_WIDTH}} {r['nitem']:>9} "
                      f"{nd[0]:>7} {nd[1]:>7} {nd[2]:>7} {fd[0]:>6.3f} {fd[1]:>6.3f} {fd[2]:>6.3f}"
-                     + (f" {table.nnan[i]:>6}" if nan_col else "") +
-                     f" {_num(table.mx[i])} {_num(table.mn[i])} {_num(table.avg[i])}  "
-                     f"{LEVELS[table.level_index[i]]:<7} {worst:>9}")
+                     + (f" {r['nnan']:>6}" if nan_col else "") +
+                     f" {_num(r['mx'])} {_num(r['mn'])} {_num(r['avg'])}  "
+                     f"{LEVELS[r['level_index']]:<7} {worst:>9}")
         if slot_col:
-            ws = int(table.worst_slot[i])
+            ws = int(r["worst_slot"])
             lines[-1] += f" {ws if ws >= 0 else '-':>4}"
     footer = _hidden_line(table, limit, skip, "--rows")
     return "\n".join(lines + ([footer] if footer else []))
@@ -235,13 +251,10 @@ def render_materials(table, limit: int | None = 20, skip=()) -> str:
                  f" {'a/b':>15} {'b/a':>15}  level")
     shown = table.shown(limit, skip)
     labels = table.labels(shown, abbreviate=True) if len(shown) else []
-    for i, label in zip(shown, labels):
-        ab = "-" if np.isnan(table.ab[i]) else f"{table.ab[i]:.3f}+-{table.ab_err[i]:.3f}"
-        ba = "-" if np.isnan(table.ba[i]) else f"{table.ba[i]:.3f}+-{table.ba_err[i]:.3f}"
-        level = LEVELS[table.level_index[i]] + (" dropout" if table.dropout[i] else "")
-        lines.append(f"{i:>5} {int(table.codes[i]):>16x}  {_short(label, width):<{width}} {table.a[i]:>9} "
-                     f"{table.b[i]:>9} {int(table.a[i] - table.b[i]):>8} {table.c2[i]:>8.2f} {ab:>15} {ba:>15}"
-                     f"  {level}")
+    for i, label, r in zip(shown, labels, _rows(table, shown)):
+        lines.append(f"{i:>5} {int(r['codes']):>16x}  {_short(label, width):<{width}} {r['a']:>9} "
+                     f"{r['b']:>9} {int(r['a'] - r['b']):>8} {r['c2']:>8.2f} {_ratio(r, 'ab')} {_ratio(r, 'ba')}"
+                     f"  {_history_level(r)}")
     footer = _hidden_line(table, limit, skip, "--hist-rows")
     return "\n".join(lines + ([footer] if footer else []))
 
@@ -256,7 +269,7 @@ def render_migration(table, limit: int | None = 10) -> str:
         return "\n".join(head)
     shown = range(len(table)) if limit is None else range(min(limit, len(table)))
     head.append(f"{'idx':>5} {'photons':>9} {'first':>9} {'A code':>12} {'B code':>12}  A history -> B history")
-    la, lb = table.labels_a, table.labels_b
+    la, lb = table.row_labels(shown)  # the shown rows' labels only
     for r in shown:
         head.append(f"{r:>5} {int(table.counts[r]):>9} {int(table.first[r]):>9} {int(table.codes_a[r]):>12x} "
                     f"{int(table.codes_b[r]):>12x}  {la[r]} -> {lb[r]}")
