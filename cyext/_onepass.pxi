@@ -56,7 +56,7 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
 
 
 #: photons whose histories (and migrated pairs) a thread of a PairPass counts between merges
-PAIR_PASS_ROOM = 4 * _SUM_BLOCK
+PAIR_PASS_ROOM = _SUM_BLOCK
 #: new histories in one round beyond which a PairPass counts the rest of the range first
 MANY_NEW_HISTORIES = 1 << 14
 
