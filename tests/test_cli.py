@@ -147,3 +147,37 @@ def test_c2max_option_sets_the_history_levels(tmp_path, capsys):
                  "--c2max", "1e9,1e9,1e9"]) == 16  # still a dropout
     out = capsys.readouterr().out
     assert "dropout" in out and "level ERROR" in out
+
+
+# ---------------------------------------------------------------- start-up (issue 12)
+# Behaviour, not timing: what building the parser loads. `python -m profiles.run process`
+# times the start-up (docs/kernels.md, "Start-up and the whole process").
+
+
+def test_parser_constants_equal_their_originals():
+    from photonab import aligned, analysis, cli, cli_sevt, cuts, distributions, engines, qcf
+    assert cli.TABLES == cuts.TABLES and cli.LEVELS == cuts.LEVELS and cli.OX_CUTS == cuts.OX_CUTS
+    assert cli.ENGINES == engines.ENGINES and cli.ALL_ENGINES == engines.ALL_ENGINES
+    assert cli.ALIGNED_TABLES == aligned.TABLES and cli.ORDER_CHOICES == analysis.ORDERS
+    assert cli.QUANTITIES == tuple(distributions.QUANTITIES)
+    assert cli_sevt.C2CUT == qcf.C2CUT and cli_sevt.RULES == qcf.RULES
+
+
+#: what --help must not load: the optional heavy packages, numpy, the kernels, and the
+#: photonab modules whose constants the parser once imported
+HELP_UNLOADED = ("scipy", "matplotlib", "tqdm", "dask", "distributed", "numpy", "cyext", "photonab.aligned",
+                 "photonab.qcf", "photonab.distributions", "photonab.events", "photonab.cuts",
+                 "photonab.engines", "photonab.comparison")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["chase", "--help"], ["hist", "--help"],
+                                  ["run", "--help"], ["synth", "--help"]])
+def test_help_loads_only_the_parser(argv):
+    # the console entry's main in a fresh interpreter, then what it left in sys.modules
+    code = ("import sys\nfrom photonab.__main__ import main\nsys.argv = ['photonab', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+            f"print('LOADED', sorted(m for m in {HELP_UNLOADED!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage: photonab" in out.stdout
+    assert out.stdout.splitlines()[-1] == "LOADED []"
