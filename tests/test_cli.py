@@ -1,5 +1,6 @@
 """The command line: compare, chase, synth, demo, exit codes and errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -181,3 +182,35 @@ def test_help_loads_only_the_parser(argv):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "usage: photonab" in out.stdout
     assert out.stdout.splitlines()[-1] == "LOADED []"
+
+
+def _console(argv, prelude=""):
+    """``python -m photonab ARGV`` through the console entry, stdout a block-buffered pipe."""
+    code = (f"import sys\n{prelude}\nfrom photonab.__main__ import main\n"
+            "sys.argv = ['photonab', *sys.argv[1:]]\nsys.exit(main())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+
+
+def test_console_exit_keeps_all_output(tmp_path, capsys):
+    # the console entry ends with os._exit after a finished command: nothing written may be lost
+    a, b = random_pair(tmp_path, 3000, spread=50, p_flip=0.5)
+    argv = ["compare", str(a), str(b), "--no-progress", "--rows", "-1", "--hist-rows", "-1"]
+    rc = main(argv + ["--json", str(tmp_path / "in.json")])
+    want = capsys.readouterr().out
+    out = _console(argv + ["--json", str(tmp_path / "out.json")], "import atexit; atexit.register(print, 'ATEXIT')")
+    assert out.returncode == rc and rc & 1
+    assert out.stdout == want and f"wrote {tmp_path / 'out.json'}" in out.stderr
+    mine, theirs = (json.loads((tmp_path / n).read_text()) for n in ("in.json", "out.json"))
+    assert {k: v for k, v in mine.items() if k != "seconds"} == {k: v for k, v in theirs.items() if k != "seconds"}
+    assert "ATEXIT" not in out.stdout  # the teardown was skipped
+
+
+def test_console_exit_is_the_normal_one_under_a_tracer(tmp_path):
+    # coverage and profilers write their data at the normal exit
+    a, b = random_pair(tmp_path, 500)
+    out = _console(["compare", str(a), str(b), "--no-progress"],
+                   "import atexit; atexit.register(print, 'ATEXIT'); sys.settrace(lambda *args: None)")
+    assert out.returncode in range(32) and "summary:" in out.stdout
+    assert out.stdout.rstrip().endswith("ATEXIT")
