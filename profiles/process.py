@@ -6,17 +6,23 @@
 
 start-up  interleaved fresh processes (a warm-up round, then --startup-repeats rounds, the
           order rotated every round): python -c pass, python -c "import numpy",
-          python -c "import photonab, cyext", python -m photonab --help and
-          python -c "import photonab, cyext; from photonab.comparison import compare";
-          min and median wall time, and the median over the bare interpreter against the
-          0.15 s target. One more run of each under -X importtime lists what it loads: scipy,
-          matplotlib, tqdm, dask and distributed must be absent from the import and --help.
+          python -c "import photonab, cyext", the same with "from photonab import compare",
+          python -m photonab --help and python -m photonab compare --help; min and median
+          wall time, and the median over the bare interpreter against the 0.15 s target.
+          One more run of each under -X importtime lists what it loads: scipy, matplotlib,
+          tqdm, dask and distributed must be absent.
 whole     on the cached pair of every --sizes (profiles.pairs), interleaved rounds of
           python -m photonab compare A B --no-progress (stdout to /dev/null) and a floor
           process: python -c that imports numpy and cyext, opens ph, rx and ox of A and B
           memory-mapped and reads their bytes once with cyext.read_floor (as the in-process
           floor of profiles.timing), warm page cache (a warm-up of each first); the ratio
           CLI / floor process against the 1.15 target, the CPU seconds and peak RSS of both.
+bytecode  start-up and the CLI are measured in each --bytecode mode, interleaved: cached
+          (the bytecode caches in a folder of their own, PYTHONPYCACHEPREFIX, written by the
+          warm-up: what an installed package has) and none (PYTHONDONTWRITEBYTECODE=1: an
+          editable install whose tree has no __pycache__ compiles every photonab module on
+          every run; the results say whether the tree had one). The floor process imports
+          no photonab module and runs once per round.
 threads   the in-process comparison (cython engine, one engine object per thread count) in
           a fresh worker process, 1 and 2 threads alternately, quiet and with a competing
           load (a busy-loop process the harness starts, pinned to one core unless
@@ -56,11 +62,14 @@ STARTUP = (
     ("bare", ("-c", "pass")),
     ("numpy", ("-c", "import numpy")),
     ("import", ("-c", "import photonab, cyext")),
+    ("compare", ("-c", "import photonab, cyext; from photonab import compare")),
     ("help", ("-m", "photonab", "--help")),
-    ("compare", ("-c", "import photonab, cyext; from photonab.comparison import compare")),
+    ("cmp_help", ("-m", "photonab", "compare", "--help")),
 )
 #: the commands the start-up target is stated for (issue 12); the others are shown for scale
-STARTUP_TARGETED = ("import", "help")
+STARTUP_TARGETED = ("import", "compare", "help", "cmp_help")
+#: how the bytecode of photonab (and numpy) is had (module docstring, "bytecode")
+BYTECODE_MODES = ("cached", "none")
 STARTUP_LIMIT_S = 0.15
 #: modules that must load only when used (issue 12)
 HEAVY = ("scipy", "matplotlib", "tqdm", "dask", "distributed")
@@ -86,6 +95,30 @@ t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, sum(w.nbytes for w in words))
 """
 FLOOR_SHOWN = "python -c '<import numpy, cyext; np.load ph, rx, ox of A and B (mmap); cyext.read_floor each>' A B"
+
+
+# ---------------------------------------------------------------- bytecode modes
+
+
+def bytecode_env(mode: str, prefix: Path) -> dict:
+    """The environment of the child processes of one --bytecode mode (``prefix``: the folder
+    of the cached mode's bytecode)."""
+    env = dict(os.environ)
+    if mode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    return env
+
+
+def tree_bytecode() -> bool:
+    """Does photonab's own tree hold bytecode caches (then the none mode reads them too)?"""
+    import importlib.util
+
+    import photonab.cli
+    return os.path.exists(importlib.util.cache_from_source(photonab.cli.__file__))
 
 
 # ---------------------------------------------------------------- child processes
@@ -130,11 +163,11 @@ def _series(runs: list[dict]) -> dict:
 # ---------------------------------------------------------------- start-up
 
 
-def imported(args, python=sys.executable) -> dict:
+def imported(args, python=sys.executable, env=None) -> dict:
     """What a command loads: -X importtime's modules, the heavy ones among them, the top-level
     imports that took longest (cumulative, ms)."""
     run = subprocess.run([python, "-X", "importtime", *args], cwd=REPO, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     names, top = set(), []
     for line in run.stderr.splitlines():
         if not line.startswith("import time:") or "imported package" in line:
@@ -153,42 +186,47 @@ def imported(args, python=sys.executable) -> dict:
             "top_imports_ms": [[n, round(ms, 1)] for ms, n in top[:5]], "rc": run.returncode}
 
 
-def startup(repeats: int, python=sys.executable) -> dict:
-    """Interleaved fresh processes of every start-up command; their times and what they load."""
-    names = [name for name, _ in STARTUP]
+def startup(repeats: int, envs: dict, python=sys.executable) -> dict:
+    """Interleaved fresh processes of every start-up command in every bytecode mode (``envs``:
+    mode -> environment); per mode, their times and what they load."""
+    keys = [(mode, name) for mode in envs for name, _ in STARTUP]
     cmds = {name: [python, *args] for name, args in STARTUP}
-    for name in names:  # warm-up: bytecode caches, the files in the page cache
-        spawn(cmds[name])
-    runs = {name: [] for name in names}
+    for mode, name in keys:  # warm-up: bytecode caches, the files in the page cache
+        spawn(cmds[name], env=envs[mode])
+    runs = {key: [] for key in keys}
     for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:  # rotated, so that no command always follows another
-            runs[name].append(spawn(cmds[name]))
+        k = r % len(keys)
+        for mode, name in keys[k:] + keys[:k]:  # rotated, so that no command always follows another
+            runs[(mode, name)].append(spawn(cmds[name], env=envs[mode]))
     out = {}
-    for name, args in STARTUP:
-        failed = [r for r in runs[name] if r["rc"] != 0]
-        if failed:
-            raise RuntimeError(f"{shlex.join(['python', *args])} exits {failed[0]['rc']}: "
-                               f"{failed[0]['stderr'].strip()[-300:]}")
-        out[name] = {"command": shlex.join(["python", *args]), **_series(runs[name]), **imported(args, python)}
-    bare, numpy = out["bare"], out["numpy"]
-    for name, data in out.items():
-        data["over_bare"] = {"median": data["median"] - bare["median"], "min": data["min"] - bare["min"]}
-        # what photonab adds to numpy's own import (numpy alone is most of the start-up)
-        data["over_numpy"] = {"median": data["median"] - numpy["median"], "min": data["min"] - numpy["min"]}
+    for mode, env in envs.items():
+        per = out[mode] = {}
+        for name, args in STARTUP:
+            failed = [r for r in runs[(mode, name)] if r["rc"] != 0]
+            if failed:
+                raise RuntimeError(f"{shlex.join(['python', *args])} exits {failed[0]['rc']}: "
+                                   f"{failed[0]['stderr'].strip()[-300:]}")
+            per[name] = {"command": shlex.join(["python", *args]), **_series(runs[(mode, name)]),
+                         **imported(args, python, env)}
+        bare, numpy = per["bare"], per["numpy"]
+        for name, data in per.items():
+            data["over_bare"] = {"median": data["median"] - bare["median"], "min": data["min"] - bare["min"]}
+            # what photonab adds to numpy's own import (numpy alone is most of the start-up)
+            data["over_numpy"] = {"median": data["median"] - numpy["median"], "min": data["min"] - numpy["min"]}
     return out
 
 
 # ---------------------------------------------------------------- whole process
 
 
-def whole_process(pair, repeats: int, python=sys.executable) -> dict:
-    """Interleaved rounds of the CLI and the floor process on one pair, warm page cache."""
+def whole_process(pair, repeats: int, envs: dict, python=sys.executable) -> dict:
+    """Interleaved rounds of the CLI (in every bytecode mode of ``envs``) and the floor process
+    on one pair, warm page cache."""
     cli = [python, "-m", "photonab", "compare", str(pair.a), str(pair.b), "--no-progress"]
     floor = [python, "-c", FLOOR_SCRIPT, str(pair.a), str(pair.b)]
 
-    def run_cli():
-        r = spawn(cli)
+    def run_cli(mode):
+        r = spawn(cli, env=envs[mode])
         if not 0 <= r["rc"] < 64:  # the table bits are 1..31 (docs/verdict.md); 64 and above: a failure
             raise RuntimeError(f"python -m photonab compare exits {r['rc']}: {r['stderr'].strip()[-300:]}")
         return r
@@ -200,24 +238,28 @@ def whole_process(pair, repeats: int, python=sys.executable) -> dict:
         r["inner"] = [float(v) for v in r["stdout"].split()]
         return r
 
-    run_floor(), run_cli()  # warm-up: the pages into the page cache, the bytecode caches
-    cli_runs, floor_runs = [], []
+    run_floor()  # warm-up: the pages into the page cache, the bytecode caches
+    for mode in envs:
+        run_cli(mode)
+    order = ["floor", *envs]
+    runs = {name: [] for name in order}
     for r in range(repeats):
-        if r % 2:
-            cli_runs.append(run_cli())
-            floor_runs.append(run_floor())
-        else:
-            floor_runs.append(run_floor())
-            cli_runs.append(run_cli())
+        k = r % len(order)
+        for name in order[k:] + order[:k]:  # rotated
+            runs[name].append(run_floor() if name == "floor" else run_cli(name))
+    floor_runs = runs["floor"]
     inner = {key: statistics.median(r["inner"][k] for r in floor_runs)
              for k, key in enumerate(("import_s", "open_s", "read_s"))}
     floor_bytes = int(floor_runs[0]["inner"][3])
-    c, f = _series(cli_runs), _series(floor_runs)
+    f = _series(floor_runs)
+    clis = {mode: {"command": "python -m photonab compare A B --no-progress > /dev/null", "rc": runs[mode][0]["rc"],
+                   **_series(runs[mode])} for mode in envs}
     return {"photons": pair.photons, "size": pair.label, "repeats": repeats,
-            "cli": {"command": "python -m photonab compare A B --no-progress > /dev/null", "rc": cli_runs[0]["rc"], **c},
+            "cli": clis,
             "floor": {"command": FLOOR_SHOWN, **f, "inner_median": inner, "bytes": floor_bytes,
                       "read_gbps": floor_bytes / inner["read_s"] / 1e9},
-            "ratio": {"median": c["median"] / f["median"], "min": c["min"] / f["min"]}}
+            "ratio": {mode: {"median": c["median"] / f["median"], "min": c["min"] / f["min"]}
+                      for mode, c in clis.items()}}
 
 
 # ---------------------------------------------------------------- threads
@@ -379,21 +421,23 @@ def _target(text, size, measured, limit, met, note="") -> dict:
 
 def evaluate(results: dict) -> list[dict]:
     out = []
-    st = results.get("startup")
-    if st:
+    for mode, st in (results.get("startup") or {}).items():
         for name in STARTUP_TARGETED:
             d = st[name]
             over = d["over_bare"]
-            out.append(_target(f"start-up {d['command']} within {STARTUP_LIMIT_S:g} s of python -c pass", None,
-                               over["median"], STARTUP_LIMIT_S, over["median"] <= STARTUP_LIMIT_S,
-                               f"medians; the minima give {over['min']:.3g} s"))
-            out.append(_target(f"{d['command']} loads none of {', '.join(HEAVY)}", None, len(d["heavy"]), 0,
-                               not d["heavy"], ", ".join(d["heavy"])))
+            out.append(_target(f"start-up {d['command']} within {STARTUP_LIMIT_S:g} s of python -c pass "
+                               f"(bytecode {mode})", None, over["median"], STARTUP_LIMIT_S,
+                               over["median"] <= STARTUP_LIMIT_S, f"medians; the minima give {over['min']:.3g} s"))
+        heavy = {d["command"]: d["heavy"] for name, d in st.items() if name in STARTUP_TARGETED and d["heavy"]}
+        out.append(_target(f"the start-up commands load none of {', '.join(HEAVY)} (bytecode {mode})", None,
+                           sum(map(len, heavy.values())), 0, not heavy,
+                           "; ".join(f"{c}: {', '.join(h)}" for c, h in heavy.items())))
     for w in results.get("whole", []):
-        out.append(_target(f"whole CLI process <= {PROCESS_LIMIT:g}x the floor process", w["size"],
-                           w["ratio"]["median"], PROCESS_LIMIT, w["ratio"]["median"] <= PROCESS_LIMIT,
-                           _notes(f"medians; the minima give {w['ratio']['min']:.3g}",
-                                  "" if w["size"] == "10M" else "stated at 10M photons")))
+        for mode, ratio in w["ratio"].items():
+            out.append(_target(f"whole CLI process <= {PROCESS_LIMIT:g}x the floor process (bytecode {mode})",
+                               w["size"], ratio["median"], PROCESS_LIMIT, ratio["median"] <= PROCESS_LIMIT,
+                               _notes(f"medians; the minima give {ratio['min']:.3g}",
+                                      "" if w["size"] == "10M" else "stated at 10M photons")))
     for t in results.get("threads", []):
         hi = t["counts"][-1]
         for case, c in t["cases"].items():
@@ -416,11 +460,16 @@ def _dist(d: dict) -> str:
 def render(results: dict) -> str:
     s = results["settings"]
     parts = ["process (issue 12): start-up, the whole CLI against a floor process, 2 threads against 1"]
-    st = results.get("startup")
-    if st:
-        parts.append(f"start-up: {s['startup_repeats']} interleaved rounds of fresh processes (after a warm-up); "
-                     "seconds of wall time; over bare = median - median of python -c pass (min - min); over numpy: the same "
-                     "against python -c 'import numpy'")
+    b = results.get("bytecode") or {}
+    if b:
+        parts.append(f"bytecode modes: {', '.join(b['modes'])}; cached = bytecode caches in their own folder "
+                     "(PYTHONPYCACHEPREFIX, as an installed package has them), none = PYTHONDONTWRITEBYTECODE=1 "
+                     f"({'the tree has photonab bytecode: read' if b['tree_bytecode'] else 'the tree has no photonab bytecode: every module compiled on every run'}); "
+                     f"this environment: PYTHONDONTWRITEBYTECODE={b['environment'] or 'unset'}")
+    for mode, st in (results.get("startup") or {}).items():
+        parts.append(f"start-up, bytecode {mode}: {s['startup_repeats']} interleaved rounds of fresh processes (after a "
+                     "warm-up); seconds of wall time; over bare = median - median of python -c pass (min - min); over "
+                     "numpy: the same against python -c 'import numpy'")
         parts.append(f"  {'case':<8} {'min':>7} {'median':>7} {'over bare':>18} {'over numpy':>18} {'modules':>7}  "
                      "heavy   command")
         for name, d in st.items():
@@ -428,23 +477,24 @@ def render(results: dict) -> str:
             on = "-" if name in ("bare", "numpy") else f"{d['over_numpy']['median']:+.3f} ({d['over_numpy']['min']:+.3f})"
             parts.append(f"  {name:<8} {d['min']:>7.3f} {d['median']:>7.3f} {over:>18} {on:>18} {d['modules']:>7}  "
                          f"{','.join(d['heavy']) or 'none':<7} {d['command']}{_dist(d)}")
-        for name in ("import", "help", "compare"):
+        for name in ("import", "compare", "help"):
             if name in st and st[name]["top_imports_ms"]:
                 tops = ", ".join(f"{n} {ms:g} ms" for n, ms in st[name]["top_imports_ms"])
                 parts.append(f"  slowest top-level imports of {name} (-X importtime, cumulative): {tops}")
     for w in results.get("whole", []):
-        c, f = w["cli"], w["floor"]
+        f = w["floor"]
         inner = f["inner_median"]
         parts.append(f"whole process at {w['size']}: {w['repeats']} interleaved rounds (after a warm-up), warm page "
                      f"cache; wall seconds, CPU seconds (user+sys) and peak RSS medians")
-        parts.append(f"  {'process':<6} {'min':>7} {'median':>7} {'cpu s':>7} {'RSS MB':>7}  command")
-        for name, d in (("cli", c), ("floor", f)):
-            parts.append(f"  {name:<6} {d['min']:>7.3f} {d['median']:>7.3f} {d['cpu_s_median']:>7.3f} "
+        parts.append(f"  {'process':<12} {'min':>7} {'median':>7} {'cpu s':>7} {'RSS MB':>7}  command")
+        for name, d in [(f"cli {mode}", c) for mode, c in w["cli"].items()] + [("floor", f)]:
+            parts.append(f"  {name:<12} {d['min']:>7.3f} {d['median']:>7.3f} {d['cpu_s_median']:>7.3f} "
                          f"{d['maxrss_mb_median']:>7.0f}  {d['command']}{_dist(d)}")
         parts.append(f"  floor inside: imports {inner['import_s']:.3f} s, opening {inner['open_s']:.3f} s, reading "
                      f"{f['bytes'] / 1e9:.2f} GB {inner['read_s']:.3f} s ({f['read_gbps']:.1f} GB/s)")
-        parts.append(f"  CLI / floor process: {w['ratio']['median']:.3f}x (medians), {w['ratio']['min']:.3f}x "
-                     f"(minima); CLI exit {c['rc']} (table bits)")
+        for mode, ratio in w["ratio"].items():
+            parts.append(f"  CLI (bytecode {mode}) / floor process: {ratio['median']:.3f}x (medians), "
+                         f"{ratio['min']:.3f}x (minima); CLI exit {w['cli'][mode]['rc']} (table bits)")
     for t in results.get("threads", []):
         pin = t["load"]["pinned_to_core"]
         where = "free to move" if pin is None else f"pinned to core {pin}"
@@ -488,8 +538,8 @@ def render(results: dict) -> str:
 
 
 def _count_disturbed(results: dict) -> int:
-    n = sum(d.get("disturbed", 0) for d in (results.get("startup") or {}).values())
-    n += sum(w[k]["disturbed"] for w in results.get("whole", []) for k in ("cli", "floor"))
+    n = sum(d.get("disturbed", 0) for st in (results.get("startup") or {}).values() for d in st.values())
+    n += sum(w["floor"]["disturbed"] + sum(c["disturbed"] for c in w["cli"].values()) for w in results.get("whole", []))
     n += sum(p["disturbed"] for t in results.get("threads", []) for c in t["cases"].values()
              for p in c["threads"].values())
     return n
@@ -519,6 +569,10 @@ def _parts(text: str) -> list[str]:
     return choice_list(text, PARTS, "parts")
 
 
+def _modes(text: str) -> list[str]:
+    return choice_list(text, BYTECODE_MODES, "bytecode modes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m profiles.run process", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -526,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"photons per event of the pairs (default {DEFAULT_SIZES}; --quick {QUICK_SIZES})")
     p.add_argument("--parts", type=_parts, default=list(PARTS), help="startup, whole, threads (default all)")
     p.add_argument("--quick", action="store_true", help="smoke run: a tiny pair, few repeats")
+    p.add_argument("--bytecode", type=_modes, default=list(BYTECODE_MODES),
+                   help="bytecode modes of start-up and the CLI: cached, none (default both; module docstring)")
     p.add_argument("--startup-repeats", type=int, default=None, help="start-up rounds (default 15; --quick 3)")
     p.add_argument("--repeats", type=int, default=None, help="whole-process rounds (default 7; --quick 2)")
     p.add_argument("--thread-rounds", type=int, default=None,
@@ -573,11 +629,15 @@ def main(argv=None) -> int:
         except OSError as exc:
             raise SystemExit(f"cannot prepare the synthetic pairs: {exc}") from None
     out = _out_dir(args.out)
+    pycache = tempfile.TemporaryDirectory(prefix="photonab-pycache-")  # the cached mode's bytecode
+    envs = {mode: bytecode_env(mode, Path(pycache.name)) for mode in args.bytecode}
     results = {"kind": "process", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "command": shlex.join(["python", "-m", "profiles.run", "process", *argv]), "machine": describe(),
                "environment": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                                                                "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS")},
                "loadavg_start": list(os.getloadavg()),
+               "bytecode": {"modes": args.bytecode, "environment": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+                            "tree_bytecode": tree_bytecode()},
                "settings": {"sizes": args.sizes, "parts": args.parts, "startup_repeats": args.startup_repeats,
                             "repeats": args.repeats, "thread_rounds": args.thread_rounds,
                             "thread_counts": args.thread_counts, "load_pin": args.load_pin, "cache": str(cache),
@@ -598,10 +658,10 @@ def main(argv=None) -> int:
             save(results, out)
 
     if "startup" in args.parts:
-        results["startup"] = attempt("startup", None, lambda: startup(args.startup_repeats))
+        results["startup"] = attempt("startup", None, lambda: startup(args.startup_repeats, envs))
     for pair in pairs:  # size by size, so that each pair stays in the page cache
         if "whole" in args.parts:
-            w = attempt("whole", pair.label, lambda: whole_process(pair, args.repeats))
+            w = attempt("whole", pair.label, lambda: whole_process(pair, args.repeats, envs))
             if w:
                 results["whole"].append(w)
         if "threads" in args.parts:
@@ -609,6 +669,7 @@ def main(argv=None) -> int:
                         lambda: threads(pair, args.thread_counts, args.thread_rounds, args.load_pin))
             if t:
                 results["threads"].append(t)
+    pycache.cleanup()
     results["loadavg_end"] = list(os.getloadavg())
     results["targets"] = evaluate(results)
     written = [save(results, out)]

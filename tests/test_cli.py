@@ -1,5 +1,6 @@
 """The command line: compare, chase, synth, demo, exit codes and errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -147,3 +148,69 @@ def test_c2max_option_sets_the_history_levels(tmp_path, capsys):
                  "--c2max", "1e9,1e9,1e9"]) == 16  # still a dropout
     out = capsys.readouterr().out
     assert "dropout" in out and "level ERROR" in out
+
+
+# ---------------------------------------------------------------- start-up (issue 12)
+# Behaviour, not timing: what building the parser loads. `python -m profiles.run process`
+# times the start-up (docs/kernels.md, "Start-up and the whole process").
+
+
+def test_parser_constants_equal_their_originals():
+    from photonab import aligned, analysis, cli, cli_sevt, cuts, distributions, engines, qcf
+    assert cli.TABLES == cuts.TABLES and cli.LEVELS == cuts.LEVELS and cli.OX_CUTS == cuts.OX_CUTS
+    assert cli.ENGINES == engines.ENGINES and cli.ALL_ENGINES == engines.ALL_ENGINES
+    assert cli.ALIGNED_TABLES == aligned.TABLES and cli.ORDER_CHOICES == analysis.ORDERS
+    assert cli.QUANTITIES == tuple(distributions.QUANTITIES)
+    assert cli_sevt.C2CUT == qcf.C2CUT and cli_sevt.RULES == qcf.RULES
+
+
+#: what --help must not load: the optional heavy packages, numpy, the kernels, and the
+#: photonab modules whose constants the parser once imported
+HELP_UNLOADED = ("scipy", "matplotlib", "tqdm", "dask", "distributed", "numpy", "cyext", "photonab.aligned",
+                 "photonab.qcf", "photonab.distributions", "photonab.events", "photonab.cuts",
+                 "photonab.engines", "photonab.comparison")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["chase", "--help"], ["hist", "--help"],
+                                  ["run", "--help"], ["synth", "--help"]])
+def test_help_loads_only_the_parser(argv):
+    # the console entry's main in a fresh interpreter, then what it left in sys.modules
+    code = ("import sys\nfrom photonab.__main__ import main\nsys.argv = ['photonab', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+            f"print('LOADED', sorted(m for m in {HELP_UNLOADED!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage: photonab" in out.stdout
+    assert out.stdout.splitlines()[-1] == "LOADED []"
+
+
+def _console(argv, prelude=""):
+    """``python -m photonab ARGV`` through the console entry, stdout a block-buffered pipe."""
+    code = (f"import sys\n{prelude}\nfrom photonab.__main__ import main\n"
+            "sys.argv = ['photonab', *sys.argv[1:]]\nsys.exit(main())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+
+
+def test_console_exit_keeps_all_output(tmp_path, capsys):
+    # the console entry ends with os._exit after a finished command: nothing written may be lost
+    a, b = random_pair(tmp_path, 3000, spread=50, p_flip=0.5)
+    argv = ["compare", str(a), str(b), "--no-progress", "--rows", "-1", "--hist-rows", "-1"]
+    rc = main(argv + ["--json", str(tmp_path / "in.json")])
+    want = capsys.readouterr().out
+    out = _console(argv + ["--json", str(tmp_path / "out.json")], "import atexit; atexit.register(print, 'ATEXIT')")
+    assert out.returncode == rc and rc & 1
+    assert out.stdout == want and f"wrote {tmp_path / 'out.json'}" in out.stderr
+    mine, theirs = (json.loads((tmp_path / n).read_text()) for n in ("in.json", "out.json"))
+    assert {k: v for k, v in mine.items() if k != "seconds"} == {k: v for k, v in theirs.items() if k != "seconds"}
+    assert "ATEXIT" not in out.stdout  # the teardown was skipped
+
+
+def test_console_exit_is_the_normal_one_under_a_tracer(tmp_path):
+    # coverage and profilers write their data at the normal exit
+    a, b = random_pair(tmp_path, 500)
+    out = _console(["compare", str(a), str(b), "--no-progress"],
+                   "import atexit; atexit.register(print, 'ATEXIT'); sys.settrace(lambda *args: None)")
+    assert out.returncode in range(32) and "summary:" in out.stdout
+    assert out.stdout.rstrip().endswith("ATEXIT")

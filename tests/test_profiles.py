@@ -351,13 +351,16 @@ def test_process_quick_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert not results["failed"]
-    st = results["startup"]
-    assert set(st) == {"bare", "numpy", "import", "help", "compare"}
-    assert st["import"]["heavy"] == [] and st["help"]["heavy"] == []
-    assert all(len(d["seconds"]) == 2 and d["min"] > 0 for d in st.values())
+    assert set(results["startup"]) == {"cached", "none"} == set(results["bytecode"]["modes"])
+    for st in results["startup"].values():  # both bytecode modes
+        assert set(st) == {"bare", "numpy", "import", "compare", "help", "cmp_help"}
+        assert all(d["heavy"] == [] for d in st.values())
+        assert all(len(d["seconds"]) == 2 and d["min"] > 0 for d in st.values())
     (whole,) = results["whole"]
-    assert whole["cli"]["median"] > 0 and whole["floor"]["median"] > 0 and whole["ratio"]["median"] > 0
-    assert whole["floor"]["bytes"] > 0 and 0 <= whole["cli"]["rc"] < 64
+    assert set(whole["cli"]) == set(whole["ratio"]) == {"cached", "none"} and whole["floor"]["median"] > 0
+    for mode, cli in whole["cli"].items():
+        assert cli["median"] > 0 and 0 <= cli["rc"] < 64 and whole["ratio"][mode]["median"] > 0
+    assert whole["floor"]["bytes"] > 0
     (threads,) = results["threads"]
     assert set(threads["cases"]) == {"quiet", "loaded"} and threads["tables_equal"]
     for case in threads["cases"].values():
@@ -365,4 +368,5 @@ def test_process_quick_smoke(tmp_path):
     assert {t["status"] for t in results["targets"]} <= {"met", "MISSED", "n/a"}
     summary = (out / "summary.txt").read_text()
     assert summary.strip() in proc.stdout
-    assert "start-up" in summary and "CLI / floor process" in summary and "loaded" in summary
+    assert "start-up, bytecode cached" in summary and "start-up, bytecode none" in summary
+    assert "CLI (bytecode cached) / floor process" in summary and "loaded" in summary and "quiet" in summary

@@ -13,13 +13,27 @@ import sys
 from pathlib import Path
 
 from . import interrupt
-from .counts import parse_count
-from .cuts import LEVELS, OX_CUTS, TABLES
 from .errors import EXIT_INPUT_CHANGED, ClusterError, InputChangedError, InputError
-from .events import EventPair, tag_folders
 
+# The choices and defaults the parser shows, as constants: building it (and so --help)
+# must not load numpy or the compiled kernels, where their originals live (issue 12,
+# docs/kernels.md "Start-up and the whole process"). tests/test_cli.py checks that each
+# equals its original.
 #: --order choices (photonab.analysis.ORDERS)
 ORDER_CHOICES = ("sum", "max", "a", "b")
+#: the 2019 layout's tables (photonab.cuts.TABLES: cyext.RECORD_TABLES + ox)
+TABLES = ("rpost", "rtime", "rpol", "ox")
+#: the cut levels (photonab.cuts.LEVELS)
+LEVELS = ("INFO", "WARNING", "ERROR", "FATAL")
+#: the default ox cuts (photonab.cuts.OX_CUTS)
+OX_CUTS = (0.10, 0.25, 0.50)
+#: the engines of this process and all of them (photonab.engines.ENGINES, ALL_ENGINES)
+ENGINES = ("cython", "numpy", "select")
+ALL_ENGINES = ENGINES + ("dask",)
+#: the SEvt --aligned tables (photonab.aligned.TABLES: cyext.ALIGNED_TABLES)
+ALIGNED_TABLES = ("pos", "time", "mom", "pol", "wl", "photon")
+#: hist --quantity choices (the keys of photonab.distributions.QUANTITIES)
+QUANTITIES = ("x", "y", "z", "t", "r", "pol", "polx", "poly", "polz", "wl")
 
 DEMO_PHOTONS = 1_000_000
 #: exit code for bad input: above the return-code bits of the tables (1..31)
@@ -89,6 +103,7 @@ def default_cache() -> Path:
 
 def count(text: str) -> int:
     """argparse type: a count >= 0 with k/M/G suffixes (the parser of --msli too)."""
+    from .counts import parse_count
     try:
         return parse_count(text)
     except ValueError as exc:
@@ -188,7 +203,6 @@ def _pair_parent() -> argparse.ArgumentParser:
 
 
 def _report_parent() -> argparse.ArgumentParser:
-    from .engines import ALL_ENGINES
     p = _parent()
     p.add_argument("--engine", choices=ALL_ENGINES, default="cython", help="engine (default cython)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -278,12 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tags", default=None, help="with --base: tags of A, e.g. 1-10 or 1,3,5")
     r.set_defaults(func=cmd_run)
 
-    from .engines import ENGINES
     h = sub.add_parser("chase", help="list the photons behind a bad row, with their A and B records",
                        epilog=COLUMNS, formatter_class=fmt,
                        parents=[pair, location, _msli_parent("both events"), threads, progress,
                                 sevt_parent(compare=False)])
-    from .aligned import TABLES as ALIGNED_TABLES
     h.add_argument("--table", choices=TABLES + tuple(t for t in ALIGNED_TABLES if t not in TABLES), default="rpost",
                    help="the deviation table whose deviations rank the photons (default rpost; SEvt with "
                         "--aligned: pos, time, mom, pol, wl, photon, rpost = pos)")
@@ -311,7 +323,9 @@ def _event_base(args):
     return args.base or os.environ.get("OPTICKS_EVENT_BASE")
 
 
-def _open_pair(args) -> EventPair:
+def _open_pair(args):
+    """The photonab.events.EventPair the options name."""
+    from .events import EventPair
     if args.a_dir or args.b_dir:
         if not (args.a_dir and args.b_dir):
             raise InputError("give both A_DIR and B_DIR, or neither and use --base/--pfx/--det/--src/--tag")
@@ -329,13 +343,13 @@ def _tables(args) -> tuple[str, ...]:
 def _preflight(args) -> None:
     """Everything about the options that can be checked before any work."""
     from .comparison import check_tables
-    from .render.json import check_writable
     check_tables(_tables(args))
     if args.engine != "dask":
         for option, value in (("--scheduler", args.scheduler), ("--timeout", args.timeout)):
             if value is not None:
                 raise InputError(f"{option} goes with --engine dask")
     if args.json is not None:
+        from .render.json import check_writable
         check_writable(args.json)
     if args.plot is not None:
         from .render.plots import check_plot_path
@@ -371,7 +385,7 @@ def _c2max_of(args):
     return args.c2max or C2MAX
 
 
-def _run_compare(args, pair: EventPair) -> int:
+def _run_compare(args, pair) -> int:
     from .comparison import compare
     args.view = _view(args, pair.a.path)
     with _engine(args) as eng:
@@ -392,6 +406,7 @@ def cmd_compare(args) -> int:
 
 def cmd_run(args) -> int:
     from . import cli_sevt
+    from .events import tag_folders
     from .runs import compare_run, parse_tags
     if args.pairs and cli_sevt.wants_sevt(argparse.Namespace(a_dir=args.pairs[0], b_dir=(args.pairs[1:] or [None])[0],
                                                              index=None)):
@@ -444,6 +459,7 @@ def _report(args, result) -> int:
 def cmd_demo(args) -> int:
     _preflight(args)
     from .demo import ensure_demo_pair  # generated once, under a lock (docs/reliability.md)
+    from .events import EventPair
     a_dir, b_dir = ensure_demo_pair(args.cache or default_cache(), args.photons, not args.no_progress)
     rc = _run_compare(args, EventPair.open(a_dir, b_dir))
     # the demo's faults are injected on purpose: report them, but the demo itself worked
@@ -506,8 +522,10 @@ def _view(args, a_folder):
     """The text view of the options: --skip (material names from A's folder), --order,
     --cmx, --migration-rows."""
     from .analysis import View, parse_skip
-    from .materials import find_material_names
-    names = find_material_names(a_folder) if Path(a_folder).is_dir() else None
+    names = None
+    if args.skip.strip() and Path(a_folder).is_dir():  # names are only read to tell --skip items apart
+        from .materials import find_material_names
+        names = find_material_names(a_folder)
     rows = None if args.migration_rows < 0 else args.migration_rows
     return View(parse_skip(args.skip, material_names=names), args.order, args.cmx, rows)
 
@@ -550,7 +568,6 @@ def _chase_migrated(args) -> int:
 
 
 def _hist_parser(sub, pair, location, threads, progress):
-    from .distributions import QUANTITIES
     h = sub.add_parser("hist", help="distribution of one quantity at one record slot, A against B, "
                        "with a chi-square per histogram (also for photons that are not aligned)",
                        parents=[pair, location, _msli_parent("both events"), threads, progress])
@@ -567,7 +584,7 @@ def _hist_parser(sub, pair, location, threads, progress):
 
 def cmd_hist(args) -> int:
     from .comparison import check_photons
-    from .distributions import QUANTITIES, check_plot_path, plot_distribution, slot_distribution
+    from .distributions import check_plot_path, plot_distribution, slot_distribution
     from .patterns import parse_pattern
     from .render.json import check_writable, distribution_dict, write_json
     from .render.text import render_distribution

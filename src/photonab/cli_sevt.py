@@ -11,6 +11,10 @@ from pathlib import Path
 
 from .errors import InputError
 
+# The parser's choices and defaults from photonab.qcf (C2CUT, RULES), as constants: building
+# the parser must not load numpy (issue 12; tests/test_cli.py checks they equal the originals).
+C2CUT = 30
+RULES = ("qcf", "sseq_index")
 #: options that only mean something for SEvt pairs (dest, option), refused on the 2019 layout
 SEVT_ONLY = (("aligned", "--aligned"), ("index", "--index"), ("c2cut", "--c2cut"), ("rule", "--rule"),
              ("aligned_cut", "--aligned-cut"))
@@ -45,7 +49,6 @@ def _c2cut(text: str) -> float:
 def sevt_parent(compare: bool = True) -> argparse.ArgumentParser:
     """Options of SEvt pairs (compare, run, chase)."""
     from .flags import ERAS
-    from .qcf import C2CUT, RULES
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("SEvt folders (Opticks since 2022: RUN/A000 RUN/B000; docs/sevt.md)")
     g.add_argument("--flags", choices=list(ERAS), default=None, metavar="ERA",
@@ -117,7 +120,7 @@ def refuse_sevt_options(args) -> None:
     """SEvt-only options on the 2019 layout are an error, not silently ignored."""
     for dest, option in SEVT_ONLY:
         value = getattr(args, dest, None)
-        if value not in (None, False) and not (dest == "c2cut" and value == 30) and not (dest == "rule" and value == "qcf"):
+        if value not in (None, False) and not (dest == "c2cut" and value == C2CUT) and not (dest == "rule" and value == "qcf"):
             raise InputError(f"{option} is for SEvt folders (photon/seq/record.npy); these are 2019-layout events")
 
 
