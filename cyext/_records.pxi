@@ -34,17 +34,88 @@ _RECORD_TABLE_DTYPE = np.dtype([("ndisc", np.int64, (3,)), ("max", np.int64), ("
 RECORD_DTYPE = np.dtype([("nitem", np.int64)] + [(t, _RECORD_TABLE_DTYPE) for t in RECORD_TABLES])
 
 
+# ------------------------------------------------------------------ SIMD paths
+# The per-photon kernels (record slots here, the ox deviation in _finals.pxi) have a
+# scalar, an SSE2 and an AVX2 form that give the same bits (docs/kernels.md, "SIMD
+# paths"). Which ones a build has is fixed at compile time; which one runs is chosen
+# once, when the module is imported, from what the CPU running it has (never from the
+# build machine), and can be capped with CYEXT_ISA=sse2 (for tests and comparisons).
+
+cdef extern from *:
+    """
+    /* CYEXT_SSE2: every x86-64 and SSE2 x86. MSVC never defines __SSE2__: it says x86-64
+       with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2. CYEXT_AVX2: GCC
+       and Clang on x86, which compile single functions for AVX2 (target attribute) and
+       ask the CPU at run time; MSVC and other machines keep SSE2/scalar. CYEXT_NO_SIMD
+       (setup.py: CYEXT_SIMD=0) forces the scalar loops, for tests. */
+    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
+                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
+    #define CYEXT_SSE2 1
+    #include <emmintrin.h>
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    #define CYEXT_AVX2 1
+    #include <immintrin.h>
+    #define CYEXT_AVX2_FN __attribute__((target("avx2")))
+    #define CYEXT_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+    #endif
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define CYEXT_INLINE static inline __attribute__((always_inline))
+    #elif defined(_MSC_VER)
+    #define CYEXT_INLINE static __forceinline
+    #else
+    #define CYEXT_INLINE static inline
+    #endif
+    /* the path in use: 2 AVX2, 1 SSE2, 0 scalar; set once by cyext_simd_init at import,
+       before any kernel runs, then only read */
+    static int cyext_isa = 0;
+    static int cyext_simd_init(int allow_avx2) {
+    #if defined(CYEXT_AVX2)
+        __builtin_cpu_init();  /* also checks the OS saves the YMM registers */
+        cyext_isa = allow_avx2 && __builtin_cpu_supports("avx2") ? 2 : 1;
+    #elif defined(CYEXT_SSE2)
+        (void)allow_avx2;
+        cyext_isa = 1;
+    #else
+        (void)allow_avx2;
+        cyext_isa = 0;
+    #endif
+        return cyext_isa;
+    }
+    """
+    int cyext_simd_init(int allow_avx2) noexcept nogil
+    int cyext_isa
+
+
+cdef int _init_simd() except -1:
+    import os
+    want = os.environ.get("CYEXT_ISA", "").strip().lower()
+    if want not in ("", "auto", "avx2", "sse2"):
+        import warnings
+        warnings.warn(f"cyext: CYEXT_ISA={want!r} is not one of auto, avx2, sse2; using the best path",
+                      RuntimeWarning, stacklevel=2)
+    cyext_simd_init(want != "sse2")
+    return 0
+
+
+_init_simd()
+
+
+def simd_path():
+    """The vector code the per-photon kernels run: ``"avx2"``, ``"sse2"`` or ``"scalar"``
+    (a build without SIMD: CYEXT_SIMD=0 or not x86). The best this build and CPU have,
+    unless CYEXT_ISA=sse2 was set when cyext was imported. Every path gives the same bits."""
+    return ("scalar", "sse2", "avx2")[cyext_isa]
+
+
 cdef extern from *:
     """
     /* Per-photon record deviations: d[0] position, d[1] time, d[2] polarization,
        in stored counts, max over every slot. |a - b| of two int16 always fits a
-       uint16, of two bytes a uint8. SSE2 (every x86-64) does a whole slot per
-       instruction; other machines take the scalar loop. MSVC never defines __SSE2__:
-       it says x86-64 with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2.
-       CYEXT_NO_SIMD (setup.py: CYEXT_SIMD=0) forces the scalar loop, for tests. */
-    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \
-                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
-    #include <emmintrin.h>
+       uint16, of two bytes a uint8. SSE2 does a whole slot per instruction; other
+       machines take the scalar loop. Used by chase() only (not hot: one pass over the
+       photons a listing asks for), so it has no AVX2 form. */
+    #if defined(CYEXT_SSE2)
     static inline void cyext_record_deviation(const int16_t *a, const int16_t *b, int maxrec,
                                               int32_t *d) {
         /* one 16-byte record slot per register: words 0..3 are q0 (x,y,z,t int16),
@@ -115,17 +186,37 @@ cdef extern from *:
        y, z, wavelength): each becomes max(itself, this photon's |A - B| there); the
        tables' per-slot maxima are taken over the lanes when the partials are merged
        (merge_slot_partials). ``mask`` is a compile-time constant in each of the seven
-       specialisations below. */
-    #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
-                                    || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
-    #include <emmintrin.h>
-    #if defined(__GNUC__)
-    #define CYEXT_INLINE static inline __attribute__((always_inline))
-    #else
-    #define CYEXT_INLINE static __forceinline
-    #endif
+       specialisations below. Lanes of tables not in ``mask`` may hold anything. */
+    #if defined(CYEXT_SSE2)
+    /* One slot's 8 lanes of |a - b|: lanes 0..3 of the q0 words (max - min of int16
+       fits a uint16), lanes 4..7 of the q1 bytes 0..3 (pol x, y, z, wavelength), widened.
+       Without rpol the q1 lanes are left as they come; rpol alone skips the words. */
+    #define CYEXT_SLOT_DIFF(V, VA, VB, ZERO, MASK, MAXI16, MINI16, SUB16, MAXU8, MINU8, SUB8, \\
+                            UNPACKHI8, UNPACKLO64, SHIFT8)                                    \\
+        do {                                                                                  \\
+            if ((MASK) == 4) {                                                                \\
+                V = SHIFT8(UNPACKHI8(SUB8(MAXU8(VA, VB), MINU8(VA, VB)), ZERO), 8);           \\
+            } else {                                                                          \\
+                V = SUB16(MAXI16(VA, VB), MINI16(VA, VB));                                    \\
+                if ((MASK) & 4)                                                               \\
+                    V = UNPACKLO64(V, UNPACKHI8(SUB8(MAXU8(VA, VB), MINU8(VA, VB)), ZERO));   \\
+            }                                                                                 \\
+        } while (0)
+    #define CYEXT_SLOT_DIFF128(V, VA, VB, ZERO, MASK) \\
+        CYEXT_SLOT_DIFF(V, VA, VB, ZERO, MASK, _mm_max_epi16, _mm_min_epi16, _mm_sub_epi16, \\
+                        _mm_max_epu8, _mm_min_epu8, _mm_sub_epi8, _mm_unpackhi_epi8, _mm_unpacklo_epi64, \\
+                        _mm_slli_si128)
     /* unsigned 16-bit max in SSE2: a + (b -sat a) */
     #define CYEXT_MAXU16(x, y) _mm_adds_epu16((x), _mm_subs_epu16((y), (x)))
+    /* d[] from a register of lane maxima: lane 0 = max(x, y, z), lane 4 = max(pol x, y,
+       z), lane 3 = t; MAXU16 is the unsigned max the path has */
+    #define CYEXT_SLOT_RESULT(ACC, MAXU16, D, MASK)                                           \\
+        do {                                                                                  \\
+            __m128i m_ = MAXU16(MAXU16(ACC, _mm_srli_si128(ACC, 2)), _mm_srli_si128(ACC, 4)); \\
+            if ((MASK) & 1) (D)[0] = _mm_extract_epi16(m_, 0);                                \\
+            if ((MASK) & 2) (D)[1] = _mm_extract_epi16(ACC, 3);                               \\
+            if ((MASK) & 4) (D)[2] = _mm_extract_epi16(m_, 4);                                \\
+        } while (0)
     CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
                                            uint16_t *slots, int32_t *d, const int mask) {
         const __m128i zero = _mm_setzero_si128();
@@ -133,25 +224,62 @@ cdef extern from *:
         for (int r = 0; r < maxrec; r++) {
             __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * r));
             __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * r));
-            /* lanes 0..3: |a - b| of the q0 words (max - min of int16 fits a uint16);
-               lanes 4..7: of the q1 bytes 0..3 (pol x, y, z, wavelength), widened */
-            __m128i v = _mm_sub_epi16(_mm_max_epi16(va, vb), _mm_min_epi16(va, vb));
-            if (mask & 4) {
-                __m128i d8 = _mm_or_si128(_mm_subs_epu8(va, vb), _mm_subs_epu8(vb, va));
-                v = _mm_unpacklo_epi64(v, _mm_unpackhi_epi8(d8, zero));
-            }
+            __m128i v;
+            CYEXT_SLOT_DIFF128(v, va, vb, zero, mask);
             __m128i *row = (__m128i *)(slots + 8 * r);
             _mm_storeu_si128(row, CYEXT_MAXU16(_mm_loadu_si128(row), v));
             acc = CYEXT_MAXU16(acc, v);
         }
-        /* lane 0 = max(x, y, z), lane 4 = max(pol x, y, z), lane 3 = t */
-        __m128i m = CYEXT_MAXU16(CYEXT_MAXU16(acc, _mm_srli_si128(acc, 2)), _mm_srli_si128(acc, 4));
-        if (mask & 1) d[0] = _mm_extract_epi16(m, 0);
-        if (mask & 2) d[1] = _mm_extract_epi16(acc, 3);
-        if (mask & 4) d[2] = _mm_extract_epi16(m, 4);
+        CYEXT_SLOT_RESULT(acc, CYEXT_MAXU16, d, mask);
     }
+    #if defined(CYEXT_AVX2)
+    /* AVX2: two slots per 256-bit register (the 128-bit halves are independent, as the
+       unpacks and byte shifts work per half), a last odd slot in 128 bits; AVX2 has an
+       unsigned 16-bit max (SSE4.1's in 128 bits). */
+    CYEXT_AVX2_INLINE void cyext_record_slots_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
+                                                     uint16_t *slots, int32_t *d, const int mask) {
+        const __m256i zero = _mm256_setzero_si256();
+        __m256i acc2 = zero;
+        const ptrdiff_t pairs = 8 * (ptrdiff_t)(maxrec & ~1);  /* words in the whole slot pairs */
+        for (ptrdiff_t k = 0; k < pairs; k += 16) {
+            __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
+            __m256i vb = _mm256_loadu_si256((const __m256i *)(b + k));
+            __m256i v;
+            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
+                            _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
+                            _mm256_unpacklo_epi64, _mm256_bslli_epi128);
+            __m256i *row = (__m256i *)(slots + k);
+            _mm256_storeu_si256(row, _mm256_max_epu16(_mm256_loadu_si256(row), v));
+            acc2 = _mm256_max_epu16(acc2, v);
+        }
+        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+        if (maxrec & 1) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + pairs));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + pairs));
+            __m128i v;
+            CYEXT_SLOT_DIFF128(v, va, vb, _mm256_castsi256_si128(zero), mask);
+            __m128i *row = (__m128i *)(slots + pairs);
+            _mm_storeu_si128(row, _mm_max_epu16(_mm_loadu_si128(row), v));
+            acc = _mm_max_epu16(acc, v);
+        }
+        CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
+    }
+    /* not inlined into the (SSE2-compiled) caller: one call a photon, the mask switch inside */
+    static CYEXT_AVX2_FN void cyext_record_slots_avx2(const int16_t *a, const int16_t *b, int maxrec,
+                                                     uint16_t *slots, int32_t *d, int mask) {
+        switch (mask) {
+        case 1: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 1); break;
+        case 2: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 2); break;
+        case 3: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 3); break;
+        case 4: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 4); break;
+        case 5: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 5); break;
+        case 6: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 6); break;
+        case 7: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 7); break;
+        default: break;
+        }
+    }
+    #endif
     #else
-    #define CYEXT_INLINE static inline
     CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
                                            uint16_t *slots, int32_t *d, const int mask) {
         const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
@@ -182,6 +310,12 @@ cdef extern from *:
     /* one specialisation per table mask: only the asked tables' work is compiled in */
     static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec,
                                           uint16_t *slots, int32_t *d, int mask) {
+    #if defined(CYEXT_AVX2)
+        if (cyext_isa == 2) {  /* the same branch for every photon: predicted */
+            cyext_record_slots_avx2(a, b, maxrec, slots, d, mask);
+            return;
+        }
+    #endif
         switch (mask) {
         case 1: cyext_record_slots_t(a, b, maxrec, slots, d, 1); break;
         case 2: cyext_record_slots_t(a, b, maxrec, slots, d, 2); break;

@@ -38,6 +38,9 @@ class HistoryCounter:
     def add_counts(self, codes: npt.ArrayLike, counts: npt.ArrayLike) -> None: ...
     def result(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]: ...
 
+# ---- SIMD paths (_records.pxi)
+def simd_path() -> str: ...
+
 # ---- record deviations (_records.pxi)
 RECORD_TABLES: tuple[str, ...]
 RECORD_MIN_START: int

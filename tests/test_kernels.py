@@ -1,6 +1,8 @@
 """cyext kernels called directly, against numpy references (as pandas' test_libgroupby)."""
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import hand_records, kernel_record_deviations, random_pair
 from photonab import EventPair
@@ -275,3 +277,187 @@ def test_zero_threads_is_an_input_error():
     from photonab.engines import get_engine
     with pytest.raises(InputError, match="n_threads = 0 is invalid"):
         get_engine("cython", n_threads=0)
+
+
+# ---- SIMD paths (docs/kernels.md, "SIMD paths"): every path gives the reference's bits.
+# These tests run on the path this process has; test_simd_paths_agree reruns them with
+# CYEXT_ISA=sse2 and test_packaging's scalar build (CYEXT_SIMD=0) with the scalar loops.
+
+INT16_EDGES = np.array([-32768, -32767, -256, -255, -129, -128, -1, 0, 1, 127, 128, 255, 256, 32766, 32767],
+                       np.int16)
+FLOAT32_EDGES = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 3.4028235e38, -3.4028235e38,
+                          1e38, 1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38, 16777217.0, 0.1], np.float32)
+CHECK_THRESHOLDS = np.array([[1, 300, 40000], [2, 1000, 65535], [1, 3, 200]], np.int64)
+CHECK_CUTS = np.array([1e-30, 0.5, 1e30])
+
+
+def _mixed(rng, shape, edges, random_values):
+    """Edges, random values and (for B) copies of A mixed element by element."""
+    out = random_values(shape)
+    pick = rng.random(shape)
+    out[pick < 0.3] = rng.choice(edges, int((pick < 0.3).sum()))
+    return out
+
+
+def _simd_records(rng, n, maxrec):
+    rx_a = _mixed(rng, (n, maxrec, 2, 4), INT16_EDGES,
+                  lambda s: rng.integers(-32768, 32768, s).astype(np.int16))
+    rx_b = _mixed(rng, rx_a.shape, INT16_EDGES, lambda s: rng.integers(-32768, 32768, s).astype(np.int16))
+    near = rng.random(rx_a.shape) < 0.4  # small differences too, and equal values
+    rx_b[near] = (rx_a[near] + rng.integers(-3, 4, int(near.sum()))).astype(np.int16)
+    return rx_a, rx_b
+
+
+@np.errstate(all="ignore")  # inf and NaN are the point
+def _simd_finals(rng, n):
+    bits = lambda s: rng.integers(0, 2**32, s, dtype=np.uint64).astype(np.uint32).view(np.float32)  # noqa: E731
+    ox_a = _mixed(rng, (n, 4, 4), FLOAT32_EDGES, bits)
+    ox_b = _mixed(rng, ox_a.shape, FLOAT32_EDGES, bits)
+    near = rng.random(ox_a.shape) < 0.4
+    ox_b[near] = ox_a[near] * np.float32(1 + 1e-6)
+    same = rng.random(ox_a.shape) < 0.2  # equal values: 0, and inf - inf = NaN
+    ox_b[same] = ox_a[same]
+    clean = rng.random(n) < 0.5  # half the photons without NaN, so max/min see their values
+    for ox in (ox_a, ox_b):
+        ox[clean] = np.where(np.isnan(ox[clean]), np.float32(2.5), ox[clean])
+    return ox_a, ox_b
+
+
+def _check_simd_records(cyext, rx_a, rx_b, mask, n_groups):
+    """The accumulator's record rows and per-slot maxima for table ``mask`` against numpy."""
+    n, maxrec = rx_a.shape[:2]
+    group = np.arange(n) % n_groups
+    codes = np.arange(n_groups, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(0xD)
+    seq = codes[group]
+    names = [t for k, t in enumerate(RECORD_TABLES) if mask >> k & 1]
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(codes), CHECK_THRESHOLDS, CHECK_CUTS, 1, records=names,
+                                     finals=False, maxrec=maxrec)
+    acc.add(rx_a, rx_b, None, None, seq, seq, 0, n)
+    res = acc.result()
+    slot_dev = reference.record_slot_deviations(rx_a, rx_b)
+    assert np.array_equal(res["records"]["nitem"], np.bincount(group, minlength=n_groups))
+    for k, table in enumerate(RECORD_TABLES):
+        got, slots = res["records"][table], res["slots"][:, k, :]
+        if table not in names:  # not computed: empty rows
+            assert (got["max"] == -1).all() and (slots == 0).all(), table
+            continue
+        want_slots = np.zeros((n_groups, maxrec), np.uint16)
+        np.maximum.at(want_slots, group, slot_dev[table])
+        assert np.array_equal(slots, want_slots), (table, "slots")
+        d = slot_dev[table].max(axis=1, initial=0).astype(np.int64)
+        dmax = np.full(n_groups, -1, np.int64)
+        np.maximum.at(dmax, group, d)
+        dmin = np.full(n_groups, cyext.RECORD_MIN_START, np.int64)
+        np.minimum.at(dmin, group, d)
+        assert np.array_equal(got["max"], dmax) and np.array_equal(got["min"], dmin), table
+        assert np.array_equal(got["sum"], np.bincount(group, d, n_groups).astype(np.int64)), table
+        for j in range(3):
+            want = np.bincount(group, d >= CHECK_THRESHOLDS[k, j], n_groups).astype(np.int64)
+            assert np.array_equal(got["ndisc"][:, j], want), (table, j)
+        first = np.full(n_groups, -1, np.int64)
+        for i in range(n - 1, -1, -1):  # the lowest photon reaching its group's max
+            if d[i] == dmax[group[i]]:
+                first[group[i]] = i
+        assert np.array_equal(got["argmax"], first), table
+
+
+def _bits(x):
+    return np.asarray(x, np.float64).view(np.uint64)
+
+
+def _check_simd_finals(cyext, ox_a, ox_b):
+    """Per-photon ox deviations (chase, and the accumulator with one group a photon)
+    against numpy, bit for bit."""
+    n = len(ox_a)
+    with np.errstate(all="ignore"):
+        want = reference.final_deviation(ox_a, ox_b)
+    nan = np.isnan(want)
+    codes = np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(0xD)
+    index, dev = np.zeros(n, np.int64), np.zeros(n)
+    k, found = cyext.chase(index, dev, 3, 0xD, True, 0.0, ox_a, ox_b, codes, codes, 0, n, 1)
+    assert k == found == n
+    by_photon = np.empty(n)
+    by_photon[index] = dev
+    assert np.array_equal(_bits(by_photon), _bits(np.where(nan, np.inf, want)))
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(codes), CHECK_THRESHOLDS, CHECK_CUTS, 1, records=False)
+    acc.add(None, None, ox_a, ox_b, codes, codes, 0, n)
+    res = acc.result()
+    f = res["finals"]
+    assert np.array_equal(f["nnan"], nan.astype(np.int64))
+    assert np.array_equal(_bits(f["max"]), _bits(np.where(nan, -np.inf, want)))
+    assert np.array_equal(_bits(f["min"]), _bits(np.where(nan, np.inf, want)))
+    assert np.array_equal(_bits(res["sums"]), _bits(np.where(nan, 0.0, want)))
+    for j in range(3):
+        assert np.array_equal(f["ndisc"][:, j], (nan | (want > CHECK_CUTS[j])).astype(np.int64))
+
+
+def test_simd_path_is_known(cyext):
+    import os
+    path = cyext.simd_path()
+    assert path in ("avx2", "sse2", "scalar")
+    if os.environ.get("CYEXT_ISA") == "sse2":
+        assert path != "avx2"
+
+
+@pytest.mark.parametrize("maxrec", range(17))  # odd and even: AVX2 takes slot pairs, then a last slot
+def test_simd_records_every_maxrec_and_mask(cyext, maxrec):
+    rng = np.random.default_rng(maxrec)
+    rx_a, rx_b = _simd_records(rng, 300, maxrec)
+    for mask in range(1, 8):
+        _check_simd_records(cyext, rx_a, rx_b, mask, 7)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 60), maxrec=st.integers(0, 16), mask=st.integers(1, 7), n_groups=st.integers(1, 5),
+       seed=st.integers(0, 2**32 - 1))
+def test_simd_records_hypothesis(cyext, n, maxrec, mask, n_groups, seed):
+    rx_a, rx_b = _simd_records(np.random.default_rng(seed), n, maxrec)
+    _check_simd_records(cyext, rx_a, rx_b, mask, n_groups)
+
+
+def test_simd_records_extremes(cyext):
+    # every slot at -32768 against 32767 (|d| = 65535 everywhere) and the reverse; bytes 0 vs 255
+    for maxrec in (1, 2, 9, 10, 16):
+        rx_a = np.full((4, maxrec, 2, 4), -32768, np.int16)
+        rx_b = np.full_like(rx_a, 32767)
+        rx_a[1], rx_b[1] = 32767, -32768
+        rx_a[2], rx_b[2] = 0, -1  # q1 bytes 0 against 255
+        rx_a[3], rx_b[3] = 0, 0
+        for mask in range(1, 8):
+            _check_simd_records(cyext, rx_a, rx_b, mask, 4)
+
+
+def test_simd_finals_special_values(cyext):
+    rng = np.random.default_rng(12)
+    _check_simd_finals(cyext, *_simd_finals(rng, 5000))
+    # each special value against each other, in each of the 12 compared positions
+    e = FLOAT32_EDGES
+    pa, pb = np.repeat(e, len(e)), np.tile(e, len(e))
+    ox_a = np.zeros((len(pa) * 12, 4, 4), np.float32)
+    ox_b = ox_a.copy()
+    for c in range(12):
+        rows = slice(c * len(pa), (c + 1) * len(pa))
+        ox_a[rows, c // 4, c % 4], ox_b[rows, c // 4, c % 4] = pa, pb
+    ox_a[:, 3], ox_b[:, 3] = np.nan, 7.0  # row 3 (not compared)
+    _check_simd_finals(cyext, ox_a, ox_b)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 80), seed=st.integers(0, 2**32 - 1))
+def test_simd_finals_hypothesis(cyext, n, seed):
+    _check_simd_finals(cyext, *_simd_finals(np.random.default_rng(seed), n))
+
+
+def test_simd_paths_agree(cyext):
+    """The SIMD tests above again with CYEXT_ISA=sse2: the SSE2 path meets the same
+    references (and so the AVX2 path's bits)."""
+    import os
+    import subprocess
+    import sys
+    if cyext.simd_path() != "avx2":
+        pytest.skip(f"this build and CPU run {cyext.simd_path()}: no second path to compare")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                          "simd and not simd_paths_agree"], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, CYEXT_ISA="sse2"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout

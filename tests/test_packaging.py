@@ -42,7 +42,8 @@ def test_openmp_build_says_which(cyext):
 @pytest.mark.slow
 def test_builds_and_runs_without_openmp(tmp_path):
     """CYEXT_OPENMP=0 builds a serial cyext that says so and gives the same counts; with
-    CYEXT_SIMD=0 too, so that the portable record loop meets the hand-made deviations."""
+    CYEXT_SIMD=0 too, so that the portable scalar loops meet the hand-made deviations and
+    the SIMD tests' references."""
     import os
     import shutil
     src = tmp_path / "src"
@@ -55,6 +56,7 @@ def test_builds_and_runs_without_openmp(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     assert "building WITHOUT OpenMP" in build.stderr
     script = ("import cyext, numpy as np; assert not cyext.openmp_enabled(); assert cyext.effective_threads(4) == 1; "
+              "assert cyext.simd_path() == 'scalar'; "
               "c = cyext.HistoryCounter(); s = np.arange(1000, dtype=np.uint64) % 7; c.add(s, s, 0, 1000, 4); "
               "print(sorted(c.result()[1][:, 0].tolist())); "
               f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); "
@@ -64,6 +66,11 @@ def test_builds_and_runs_without_openmp(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(tmp_path / "lib")))
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(sorted([143] * 6 + [142]))
+    # the scalar loops meet the same references as the SIMD paths (test_kernels, "SIMD paths")
+    simd = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(REPO / "tests" / "test_kernels.py"), "-k", "simd and not simd_paths_agree"],
+                          cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path / "lib")))
+    assert simd.returncode == 0, simd.stdout[-3000:] + simd.stderr[-2000:]
 
 
 def test_missing_compiled_module_is_a_clear_error(monkeypatch):
