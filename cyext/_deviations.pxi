@@ -202,6 +202,7 @@ cdef class DeviationAccumulator:
     cdef readonly list blocks
     cdef object thresholds, cuts, pos
     cdef Py_ssize_t next_start
+    cdef bint levels_made  # result(copy=False) made the level counts cumulative in place: done
 
     def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
                  bint finals=True, bint keep_blocks=False, maxrec=None):
@@ -219,6 +220,8 @@ cdef class DeviationAccumulator:
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
             raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
+        if (np.diff(self.thresholds, axis=1) < 0).any():  # the rows count photons by level
+            raise ValueError(f"thresholds must not decrease with the level, got {self.thresholds.tolist()}")
         self.record_partials = new_record_partials(G if self.records else 0, self.n_threads)
         self.maxrec = -1
         self.slot_partials = None
@@ -229,6 +232,7 @@ cdef class DeviationAccumulator:
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
         self.next_start = 0
+        self.levels_made = False
 
     cdef _set_maxrec(self, int maxrec):
         if maxrec < 0:
@@ -254,6 +258,8 @@ cdef class DeviationAccumulator:
             raise ValueError(f"photon range [{start}, {stop}) outside 0..{n}")
         if start % _SUM_BLOCK:
             raise ValueError(f"start {start} is not a multiple of SUM_BLOCK ({_SUM_BLOCK})")
+        if self.levels_made:
+            raise ValueError("result(copy=False) was taken: nothing more can be added")
         if not self.keep_blocks and start < self.next_start:
             raise ValueError(f"ranges must come in increasing order (start {start} < {self.next_start}); "
                              "use keep_blocks=True for any order")
@@ -432,11 +438,26 @@ cdef class DeviationAccumulator:
         merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
         cdef Py_ssize_t G = len(self.index)
+        cdef _RecordRow* rows
         if self.records:
             if not copy and self.record_partials.shape[0] == 1:
                 out["records"] = self.record_partials[0, :G]
+                if self.levels_made:
+                    return out | self._rest(copy, G)
+                self.levels_made = True
             else:
                 out["records"] = merge_record_partials(self.record_partials[:, :G])
+                if self.levels_made:  # made in place already
+                    return out | self._rest(copy, G)
+            if G:  # exact-level counts -> beyond each cut (_record_update)
+                rows = _record_rows(out["records"].reshape(1, G), 0)
+                _cumulative_levels(rows, G)
+        return out | self._rest(copy, G)
+
+    cdef dict _rest(self, bint copy, Py_ssize_t G):
+        """result()'s slot maxima and ox rows."""
+        out = {}
+        if self.records:
             if self.slot_partials is None:
                 out["slots"] = np.zeros((G, 3, 0), dtype=np.uint16)
             else:

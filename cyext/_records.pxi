@@ -336,19 +336,22 @@ cdef inline void _record_update(_RecordRow* row, const int32_t* d, const int64_t
                                 Py_ssize_t i, int mask) noexcept nogil:
     """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row,
     for the tables in ``mask`` (bit k = table k); ``thr`` (3 tables x 3 levels): beyond
-    level j of table k when d[k] >= thr[3k + j]."""
+    level j of table k when d[k] >= thr[3k + j] (thresholds increase with j). In partial
+    rows ``ndisc[j]`` counts the photons at level j exactly (beyond cut j, not j + 1);
+    _cumulative_levels makes them "beyond cut j" when the rows leave the accumulator."""
     cdef int k
     cdef _RecordTable* t
     cdef int64_t x
+    cdef int lev
     row.nitem += 1
     for k in range(3):
         if not (mask >> k) & 1:
             continue
         t = &row.table[k]
         x = d[k]
-        t.ndisc[0] += x >= thr[3 * k]
-        t.ndisc[1] += x >= thr[3 * k + 1]
-        t.ndisc[2] += x >= thr[3 * k + 2]
+        lev = (x >= thr[3 * k]) + (x >= thr[3 * k + 1]) + (x >= thr[3 * k + 2])
+        if lev:  # one count, at the photon's level (most photons pass every cut)
+            t.ndisc[lev - 1] += 1
         if x > t.max or (x == t.max and i < t.argmax):  # ties keep the lowest photon index
             t.max = x
             t.argmax = i
@@ -372,6 +375,18 @@ cdef void _clear_record_rows(_RecordRow* row, Py_ssize_t n) noexcept nogil:
             row[j].table[k].max = -1
             row[j].table[k].min = _RECORD_MIN_START
             row[j].table[k].argmax = -1
+
+
+cdef void _cumulative_levels(_RecordRow* row, Py_ssize_t n) noexcept nogil:
+    """Partial rows' exact-level counts -> photons beyond each cut (see _record_update)."""
+    cdef Py_ssize_t g
+    cdef int k
+    cdef int64_t* c
+    for g in range(n):
+        for k in range(3):
+            c = row[g].table[k].ndisc
+            c[1] += c[2]
+            c[0] += c[1]
 
 
 def new_record_partials(Py_ssize_t n_groups, int n_parts):

@@ -461,3 +461,24 @@ def test_simd_paths_agree(cyext):
                          env=dict(os.environ, CYEXT_ISA="sse2"))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
+
+
+def test_accumulator_wants_thresholds_that_grow_with_the_level(cyext):
+    """The partial rows count each photon once, at its level: the cuts must be ordered."""
+    with pytest.raises(ValueError, match="must not decrease with the level"):
+        cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.array([[2, 1, 3], [1, 2, 3], [1, 2, 3]]), np.zeros(3))
+
+
+def test_result_without_copy_is_the_last_word(cyext):
+    """result(copy=False) makes the level counts cumulative where they are: again gives the
+    same rows, and nothing more can be added."""
+    a, b, _ = hand_records()
+    seq = np.full(len(a), 0xD, np.uint64)
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.array([[2, 6, 65535], [7, 8, 40000], [1, 2, 255]]),
+                                     np.zeros(3), 1, finals=False)
+    acc.add(a, b, None, None, seq, seq, 0, len(a))
+    first = acc.result(copy=False)["records"].copy()
+    assert acc.result(copy=False)["records"].tobytes() == first.tobytes() == acc.result()["records"].tobytes()
+    assert first["rpost"]["ndisc"].tolist() == [[2, 1, 1]]  # rpost 5, 0, 65535, 0, 0, 0, 1 beyond 2, 6, 65535
+    with pytest.raises(ValueError, match="nothing more can be added"):
+        acc.add(a, b, None, None, seq, seq, 0, len(a))
