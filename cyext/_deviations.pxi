@@ -311,17 +311,22 @@ cdef class DeviationAccumulator:
         """Take ``index``, which extends the current one (same codes first, new ones after).
         New groups take empty rows; when the rows run out the tables double, or with
         ``exact`` grow to the new groups only (so a pass that keeps finding histories
-        copies each row a few times, not once per growth), and the threads are capped again by PARTIALS_BUDGET (parts beyond the
-        new count are merged into part 0, exactly)."""
-        cdef Py_ssize_t G = len(self.index), G2 = len(index), R = self.rows
+        copies each row a few times, not once per growth); see _grow_rows."""
+        cdef Py_ssize_t G = len(self.index), G2 = len(index)
         if G2 < G or not np.array_equal(index.codes[:G], self.index.codes):
             raise ValueError("regroup: the new index must extend the current one")
-        cdef Py_ssize_t R2 = R if G2 <= R else (G2 if exact else max(G2, 2 * R, 64))
+        self.index = index
+        if G2 > self.rows:
+            self._grow_rows(G2 if exact else max(G2, 2 * self.rows, 64))
+        elif self._threads_for(self.rows, 16 if self.maxrec < 0 else self.maxrec) < self.n_threads:
+            self._grow_rows(self.rows)
+
+    cdef _grow_rows(self, Py_ssize_t R2):
+        """Tables of R2 rows (>= rows), the rows kept; threads capped again by PARTIALS_BUDGET
+        (parts beyond the new count are merged into part 0, exactly)."""
+        cdef Py_ssize_t R = self.rows
         cdef int P = self.n_threads
         cdef int P2 = self._threads_for(R2, 16 if self.maxrec < 0 else self.maxrec)
-        self.index = index
-        if R2 == R and P2 == P:
-            return
         rec, fin, slots = self.record_partials, self.final_partials, self.slot_partials
         if P2 < P:  # fold the parts: the merged row is the same whichever part held what
             rec = merge_record_partials(rec)[None] if self.records else rec[:P2]
@@ -336,6 +341,11 @@ cdef class DeviationAccumulator:
         self.pos = np.full((P2, max(R2, 1)), -1, dtype=np.int32)
         if self.finals:
             self.sums = np.concatenate([self.sums, np.zeros(R2 - R)])
+
+    cdef _reserve_rows(self, Py_ssize_t rows):
+        """Rows for at least ``rows`` groups (empty beyond the index), growing as _regroup."""
+        if rows > self.rows:
+            self._grow_rows(max(rows, 2 * self.rows, 64))
 
     cdef int _threads_for(self, Py_ssize_t G, int maxrec):
         """Threads whose partial tables of G groups fit PARTIALS_BUDGET beyond the first."""

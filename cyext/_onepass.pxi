@@ -16,12 +16,14 @@
 cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                           uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
                           uint64_t* code, int64_t* count, int64_t* entry_slot, int64_t* size,
-                          int32_t* entry_group, int32_t* groups, _MigrationPart* migrated) noexcept nogil:
+                          int32_t* entry_group, int32_t* groups, _MigrationPart* migrated,
+                          PyObject* finder) noexcept nogil:
     """Count the histories of photons [s, e) into a private table (as _count_part), and
     put each photon's group in ``groups`` (_NOT_ALIGNED, or -1 for a history the index
     of ``x`` lacks; each private entry looks its code up once, into ``entry_group``), and
-    the migrated photons into ``migrated`` (unless NULL); returns how many aligned
-    photons have a history the index lacks."""
+    the migrated photons into ``migrated`` (unless NULL); with a ``finder`` (the PairPass,
+    or NULL) an aligned photon's history that the index lacks gets a new group at once
+    (PairPass._new_group); returns how many aligned photons are left without a group."""
     cdef Py_ssize_t i
     cdef const char* sa = x.sa
     cdef const char* sb = x.sb
@@ -41,6 +43,10 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
         count[2 * ea] += 1
         if cb == ca:
             count[2 * ea + 1] += 1
+            if g < 0 and finder != NULL:  # rare: the first aligned photon of a new history
+                with gil:
+                    g = (<PairPass>finder)._new_group(ca)
+                entry_group[ea] = g
             groups[i - s] = g
             unknown += g < 0
         else:
@@ -56,7 +62,9 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
 
 
 #: photons whose histories (and migrated pairs) a thread of a PairPass counts between merges
-PAIR_PASS_ROOM = _SUM_BLOCK
+PAIR_PASS_ROOM = HISTORY_ROOM
+#: groups a PairPass gives during a round to histories the index lacks (rows kept free)
+NEW_GROUPS_PER_ROUND = 1024
 #: new histories in one round beyond which a PairPass counts the rest of the range first
 MANY_NEW_HISTORIES = 1 << 14
 
@@ -80,6 +88,10 @@ cdef class PairPass:
     cdef readonly MigrationCounter migrations
     cdef readonly int rounds
     cdef bint finished
+    # groups given to histories found during a round (rows reserved beyond the index)
+    cdef dict found
+    cdef list found_codes
+    cdef Py_ssize_t found_first, found_room
 
     def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None,
                  MigrationCounter migrations=None):
@@ -93,6 +105,7 @@ cdef class PairPass:
                                                records=records, finals=finals, maxrec=maxrec)
         self.rounds = 0
         self.finished = False
+        self.found, self.found_codes, self.found_first, self.found_room = {}, [], 0, 0
 
     def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
             Py_ssize_t start, Py_ssize_t stop):
@@ -145,17 +158,23 @@ cdef class PairPass:
         # wait): count the whole range first, then grow the tables once, to their size,
         # and aggregate (the two-pass way)
         cdef bint count_first = len(acc.index) == 0, now
+        cdef PyObject* finder
         while len(todo):
             now = not count_first or not (state[todo] == _TO_COUNT).any()  # deviations this round
             nparts = acc.n_threads
             hc._prepare_parts(nparts)
             p_slot_code, p_slot_entry, p_code = hc.p_slot_code, hc.p_slot_entry, hc.p_code
             p_count, p_entry_slot, p_size = hc.p_count, hc.p_entry_slot, hc.p_size
+            if not count_first:  # rows for the histories this round may find
+                acc._reserve_rows(len(acc.index) + NEW_GROUPS_PER_ROUND)
+                self.found, self.found_codes = {}, []
+                self.found_first, self.found_room = len(acc.index), NEW_GROUPS_PER_ROUND
+            finder = NULL if count_first else <PyObject*>self
             acc._point_index(&x)
             p = acc._partials()
             nb = len(todo)
             bl = todo
-            scratch = _BlockSums(nb, len(acc.index), acc.finals)
+            scratch = _BlockSums(nb, acc.rows, acc.finals)
             sv = scratch.view()
             unknown = np.zeros(nparts, dtype=np.int64)
             unk = unknown
@@ -177,7 +196,7 @@ cdef class PairPass:
                             missing = missing + _count_block(
                                 &x, i0, i1, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask, &p_code[t, 0],
                                 &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t], &eg[t, 0], &bgr[t, i0 - bs],
-                                &mig[t] if mig else NULL)
+                                &mig[t] if mig else NULL, finder)
                             i0 = i1
                         upto[b] = i0
                         if i0 < be:
@@ -194,6 +213,9 @@ cdef class PairPass:
             if unknown.any():  # a block counted as known met an unknown history: a bug
                 raise RuntimeError(f"PairPass: {int(unknown.sum())} photons of known blocks had unknown histories")
             sums.extend(scratch.taken(start // _SUM_BLOCK, todo, state[todo] == _DONE))
+            if self.found_codes:  # the groups given during the round join the index, in their order
+                acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.array(self.found_codes, np.uint64)])))
+                self.found_codes, self.found_room = [], 0
             hc._merge_parts()
             if mc is not None:
                 mc._merge_parts()
@@ -205,6 +227,20 @@ cdef class PairPass:
         acc.next_start = stop
         if mc is not None:
             mc._finish()
+
+    cdef int32_t _new_group(self, uint64_t code) noexcept:
+        """The group of a history found during a round (the GIL serialises the threads):
+        the same for every thread, the next reserved row when new, -1 when none is left
+        (the block then waits for the round's end)."""
+        g = self.found.get(code)
+        if g is not None:
+            return g
+        if len(self.found_codes) >= self.found_room:
+            return -1
+        g = self.found_first + len(self.found_codes)
+        self.found[code] = g
+        self.found_codes.append(code)
+        return g
 
     cdef Py_ssize_t _grow_index(self, bint exact=True):
         """Groups for every history now counted in both events that the index lacks

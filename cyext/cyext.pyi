@@ -105,6 +105,7 @@ class DeviationAccumulator:
 # ---- the one pass over a pair (_onepass.pxi)
 PAIR_PASS_ROOM: int
 MANY_NEW_HISTORIES: int
+NEW_GROUPS_PER_ROUND: int
 @disjoint_base
 class PairPass:
     @property

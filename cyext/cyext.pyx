@@ -13,6 +13,7 @@ No I/O, no printing, no policy here: the ``photonab`` package decides what to
 compute and how to show it.
 """
 cimport cython
+from cpython.ref cimport PyObject
 from cython.parallel cimport prange
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.math cimport fabs, isnan, INFINITY

@@ -131,3 +131,20 @@ def test_one_pass_refuses_what_the_accumulator_refuses(cyext, tmp_path):
         one.add(*args, 0, 1000)
     with pytest.raises(ValueError, match="once"):
         one.result()
+
+
+@pytest.mark.parametrize("new_groups", [0, 3, 1024])
+def test_histories_found_during_a_round_get_their_groups(cyext, tmp_path, monkeypatch, new_groups):
+    """Later chunks meet rare histories: they get a group at once (the same one in every
+    thread), or with no room left their blocks wait for the round's end."""
+    n = 6 * cyext.SUM_BLOCK + 77
+    # 20000 histories: the first chunk meets ~96% of them, the second ~700 new, the rest fewer
+    pair = EventPair.open(*random_pair(tmp_path, n, n_codes=20_000, p_aligned=0.7, seed=11, nan=2))
+    cuts = Cuts.for_domains(pair.domains)
+    monkeypatch.setattr(cyext, "NEW_GROUPS_PER_ROUND", new_groups)
+    ranges = _ranges(n, cyext.SUM_BLOCK)
+    mig = cyext.MigrationCounter(1 << 20, keep=25, room=cyext.SUM_BLOCK)
+    one, got = one_pass(cyext, pair, cuts, 2, ranges, True, True, mig)
+    assert (one.rounds == len(ranges) + 1) == (new_groups == 1024)  # the first chunk counts first
+    assert_same(cyext, got, two_pass(cyext, pair, cuts, 2, ranges, True, True))
+    assert_same_migrations(mig.result(), separate_migrations(cyext, pair, ranges, 2))
