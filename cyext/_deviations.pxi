@@ -317,7 +317,10 @@ cdef class DeviationAccumulator:
             raise ValueError("regroup: the new index must extend the current one")
         self.index = index
         if G2 > self.rows:
-            self._grow_rows(G2 if exact else max(G2, 2 * self.rows, 64))
+            if exact:
+                self._grow_rows(G2)
+            else:
+                self._reserve_rows(G2)
         elif self._threads_for(self.rows, 16 if self.maxrec < 0 else self.maxrec) < self.n_threads:
             self._grow_rows(self.rows)
 

@@ -78,8 +78,9 @@ cdef enum:  # the state of a block of an add() range
 cdef class PairPass:
     """History counts (``counter``, a HistoryCounter) and deviation tables
     (``deviations``, a DeviationAccumulator) of the photon ranges given to :meth:`add`,
-    and with a ``migrations`` MigrationCounter its migrated photons, each range read once. The arguments are DeviationAccumulator's; its index grows as
-    histories are found. :meth:`result` gives the counts and the tables of every history
+    and with a ``migrations`` MigrationCounter its migrated photons, each range read
+    once. The arguments are DeviationAccumulator's; its index grows as histories are
+    found. :meth:`result` gives the counts and the tables of every history
     seen in both events, in ascending code order (what the two-pass way gives for the
     groups ``HistoryCounts.groups()``).
     """
@@ -95,11 +96,10 @@ cdef class PairPass:
 
     def __init__(self, thresholds, cuts, n_threads=None, *, records=True, bint finals=True, maxrec=None,
                  MigrationCounter migrations=None):
-        # private tables with room for the photons of a few blocks: with many new histories
-        # a round counts that many photons before the tables merge
         if migrations is not None and migrations.room < WORK_BLOCK:
             raise ValueError(f"migrations: a MigrationCounter with room >= {WORK_BLOCK} photons is needed")
         self.migrations = migrations
+        # with many new histories a thread counts PAIR_PASS_ROOM photons, then the tables merge
         self.counter = HistoryCounter(room=PAIR_PASS_ROOM)
         self.deviations = DeviationAccumulator(GroupIndex(np.zeros(0, np.uint64)), thresholds, cuts, n_threads,
                                                records=records, finals=finals, maxrec=maxrec)

@@ -27,8 +27,9 @@ EXTRA_TABLES = ("materials",)
 def tqdm_progress(total, desc):
     """Progress factory drawing a tqdm bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=f"{desc:>12}", unit="photon" if desc in ("photons", "histories", "deviations") else "row",
-                unit_scale=True, disable=None, leave=False, dynamic_ncols=True)
+    unit = "photon" if desc in ("photons", "histories", "deviations") else "row"
+    return tqdm(total=total, desc=f"{desc:>12}", unit=unit, unit_scale=True, disable=None, leave=False,
+                dynamic_ncols=True)
 
 
 def format_slice(s: slice) -> str:

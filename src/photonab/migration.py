@@ -171,7 +171,7 @@ def first_pass_counter(first: int = DEFAULT_FIRST, max_pairs: int = DEFAULT_MAX_
     private table, as cyext.PairPass wants), for a pass that counts more than migrations."""
     from .engines.compiled import import_cyext
     cyext = import_cyext()
-    return cyext.MigrationCounter(max_pairs, 1, 0, first, **({} if room is None else {"room": room}))
+    return cyext.MigrationCounter(max_pairs, 1, 0, first, room=cyext.PAIR_ROOM if room is None else room)
 
 
 def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = DEFAULT_MAX_PAIRS,
@@ -196,7 +196,7 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
     n = len(seq_a)
 
     def one_pass(rounds, part, keep):
-        counter = first_pass_counter(keep, max_pairs) if rounds == 1 else cyext.MigrationCounter(max_pairs, rounds, part, keep)
+        counter = cyext.MigrationCounter(max_pairs, rounds, part, keep)
         for start in range(0, n, chunk):
             counter.add(seq_a, seq_b, start, min(start + chunk, n), n_threads)
         return counter.result()
