@@ -234,6 +234,7 @@ cdef class AlignedAccumulator:
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.cuts.shape != (len(tables), 3):
             raise ValueError(f"cuts must be ({len(tables)}, 3) float64, got {self.cuts.shape}")
+        _check_cuts(self.cuts)
         self.index, self.tables = index, tables
         self.n_threads = effective_threads(n_threads)
         cdef Py_ssize_t G = len(index)

@@ -39,8 +39,13 @@ cdef struct _Inputs:
     bint finals
 
 
-cdef enum:
-    _NOT_ALIGNED = -2  # a photon's group in a block's group list: A and B histories differ
+cdef extern from *:
+    """
+    /* a photon's group in a block's group list: A and B histories differ (-1: a history
+       the index lacks) */
+    enum { CYEXT_NOT_ALIGNED = -2 };
+    """
+    enum: _NOT_ALIGNED "CYEXT_NOT_ALIGNED"
 
 
 cdef struct _Partials:  # each thread's partial rows: thread t's start at t * G (t * slot_stride)
@@ -122,56 +127,166 @@ cdef class _BlockSums:
                 for k, n in enumerate(self.count) if done[k] and n]
 
 
+cdef extern from *:
+    """
+    /* One block of the deviation pass, in C so that each SIMD path is one loop with its
+       per-photon kernels inlined (docs/kernels.md, "SIMD paths"): photons i0 .. i0+n-1,
+       photon i's group groups[i - i0] (< 0: skipped; -1, a history the index lacks,
+       counted in *unknown). Its record deviations and slot maxima go to its group's
+       rows, its ox deviation to its group's row and, in photon order, to the block's
+       sums: blk_sum[q] of group blk_group[q], q = pos[g] (-1: none yet); returns the
+       block's groups with sums, nq on entry included. */
+    typedef struct {
+        const char *ra, *rb, *oa, *ob;  /* photon 0 of the events (rx, ox) */
+        ptrdiff_t ras, rbs, oas, obs;
+        int maxrec;
+        int64_t thr[9];                 /* record thresholds (3 tables x 3 levels) */
+        double cut[3];                  /* ox cuts */
+        cyext_record_row *rec;          /* this thread's rows (NULL: no record table) */
+        uint16_t *slot;                 /* its slot lanes, maxrec x 8 a group */
+        cyext_final_row *fin;           /* its ox rows (NULL: no ox table) */
+        int32_t *pos, *blk_group;
+        double *blk_sum;
+    } cyext_block;
+    #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS)                                      \\
+        for (ptrdiff_t i = i0; i < i0 + n; i++) {                                             \\
+            const int32_t g = groups[i - i0];                                                 \\
+            if (g < 0) {                                                                      \\
+                unknown += g != CYEXT_NOT_ALIGNED;                                            \\
+                continue;                                                                     \\
+            }                                                                                 \\
+            if (MASK) {                                                                       \\
+                int32_t d3[3];                                                                \\
+                SLOTS((const int16_t *)(b.ra + i * b.ras), (const int16_t *)(b.rb + i * b.rbs), \\
+                      b.maxrec, b.slot + (ptrdiff_t)g * 8 * b.maxrec, d3, MASK);              \\
+                cyext_record_update(b.rec + g, d3, b.thr, i, MASK);                           \\
+            }                                                                                 \\
+            if (FINALS) {                                                                     \\
+                const double d = FINAL((const float *)(b.oa + i * b.oas), (const float *)(b.ob + i * b.obs)); \\
+                if (cyext_final_update(b.fin + g, d, b.cut, i)) {                             \\
+                    int32_t q = b.pos[g];                                                     \\
+                    if (q < 0) {  /* the group's first photon in the block */                 \\
+                        q = (int32_t)nq++;                                                    \\
+                        b.pos[g] = q;                                                         \\
+                        b.blk_group[q] = g;                                                   \\
+                        b.blk_sum[q] = 0.0;                                                   \\
+                    }                                                                         \\
+                    b.blk_sum[q] += d;                                                        \\
+                }                                                                             \\
+            }                                                                                 \\
+        }
+    /* one loop per record mask (0..7) and ox table (0, 1): only the asked work compiled in */
+    #define CYEXT_BLOCK_CASES(SLOTS, FINAL)                                                   \\
+        switch (2 * mask + (finals != 0)) {                                                   \\
+        case 1: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 0, 1) break;                                   \\
+        case 2: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 0) break;                                   \\
+        case 3: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 1) break;                                   \\
+        case 4: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 0) break;                                   \\
+        case 5: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 1) break;                                   \\
+        case 6: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 0) break;                                   \\
+        case 7: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 1) break;                                   \\
+        case 8: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 0) break;                                   \\
+        case 9: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 1) break;                                   \\
+        case 10: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 0) break;                                  \\
+        case 11: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 1) break;                                  \\
+        case 12: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 0) break;                                  \\
+        case 13: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 1) break;                                  \\
+        case 14: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 0) break;                                  \\
+        case 15: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 1) break;                                  \\
+        default: break;                                                                       \\
+        }
+    /* the arguments copied to a local: the row stores cannot alias them for the compiler */
+    #define CYEXT_BLOCK_FN(NAME, ATTR, SLOTS, FINAL)                                          \\
+        static ATTR ptrdiff_t NAME(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,        \\
+                                   const int32_t *groups, int mask, int finals, ptrdiff_t nq, \\
+                                   int64_t *unknown_out) {                                    \\
+            const cyext_block b = *args;                                                      \\
+            int64_t unknown = 0;                                                              \\
+            CYEXT_BLOCK_CASES(SLOTS, FINAL)                                                   \\
+            *unknown_out += unknown;                                                          \\
+            return nq;                                                                        \\
+        }
+    #define CYEXT_NO_ATTR
+    CYEXT_BLOCK_FN(cyext_deviation_block_base, CYEXT_NO_ATTR, cyext_record_slots_t, CYEXT_FINAL_BASE)
+    #if defined(CYEXT_AVX2)
+    CYEXT_BLOCK_FN(cyext_deviation_block_avx2, CYEXT_AVX2_FN, cyext_record_slots_avx2_t, cyext_final_deviation_avx2_t)
+    CYEXT_BLOCK_FN(cyext_deviation_block_avx512, CYEXT_AVX512_FN, cyext_record_slots_avx512_t,
+                   cyext_final_deviation_avx2_t)
+    #endif
+    static ptrdiff_t cyext_deviation_block(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,
+                                           const int32_t *groups, int mask, int finals, ptrdiff_t nq,
+                                           int64_t *unknown) {
+    #if defined(CYEXT_AVX2)
+        if (cyext_isa == 3) return cyext_deviation_block_avx512(args, i0, n, groups, mask, finals, nq, unknown);
+        if (cyext_isa == 2) return cyext_deviation_block_avx2(args, i0, n, groups, mask, finals, nq, unknown);
+    #endif
+        return cyext_deviation_block_base(args, i0, n, groups, mask, finals, nq, unknown);
+    }
+    """
+    ctypedef struct _Block "cyext_block":
+        const char* ra
+        const char* rb
+        const char* oa
+        const char* ob
+        Py_ssize_t ras, rbs, oas, obs
+        int maxrec
+        int64_t thr[9]
+        double cut[3]
+        _RecordRow* rec
+        uint16_t* slot
+        _FinalRow* fin
+        int32_t* pos
+        int32_t* blk_group
+        double* blk_sum
+    Py_ssize_t _deviation_loop "cyext_deviation_block"(
+        const _Block* b, Py_ssize_t i0, Py_ssize_t n, const int32_t* groups, int mask, int finals,
+        Py_ssize_t nq, int64_t* unknown) noexcept nogil
+
+
+cdef enum:
+    _LOOKUP_BATCH = 512  # photons whose groups _deviation_block looks up at a time (on the stack)
+
+
 cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _Partials* p, int t,
                            _BlockSum blk, const int32_t* groups, int64_t* unknown) noexcept nogil:
     """The deviations of the aligned photons [s, e) into thread ``t``'s partial rows;
     their ox sums into ``blk``, in photon order (the fixed association). ``groups``
-    (NULL: look them up) holds each photon's group, _NOT_ALIGNED for the others."""
-    cdef _RecordRow* rec = p.rec + t * p.G if p.rec else NULL
-    cdef uint16_t* slot = p.slot + t * p.slot_stride if p.slot else NULL
-    cdef _FinalRow* fin = p.fin + t * p.G if p.fin else NULL
-    cdef int32_t* pos = p.pos + t * p.pos_stride
-    cdef int32_t* blk_group = blk.blk_group
-    cdef double* blk_sum = blk.blk_sum
-    cdef Py_ssize_t i
+    (NULL: look them up here) holds each photon's group, _NOT_ALIGNED for the others."""
+    cdef _Block b
+    cdef int32_t found[_LOOKUP_BATCH]
+    cdef Py_ssize_t i, j0, n, nq = 0
     cdef uint64_t ca, last = 0
-    cdef int32_t g, last_g = -1, q, nq = 0
-    cdef int32_t d3[3]
-    cdef double d
-    for i in range(s, e):
-        if groups != NULL:  # found while counting the block: ph is not read again
-            g = groups[i - s]
-            if g == _NOT_ALIGNED:
-                continue
-        else:
-            ca = _seq_at(x.sa, x.sas, i)
-            if ca != _seq_at(x.sb, x.sbs, i):
-                continue
-            if last_g >= 0 and ca == last:  # histories repeat a lot: remember the last lookup
-                g = last_g
-            else:
-                g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
-                last, last_g = ca, g
-        if g < 0:  # add() undoes the pass (or checked first)
-            unknown[0] += 1
-            continue
-        if x.rmask:  # the per-slot maxima are a by-product of the per-photon deviations
-            _record_slots(<const int16_t*>(x.ra + i * x.ras), <const int16_t*>(x.rb + i * x.rbs),
-                          x.maxrec, slot + <Py_ssize_t>g * x.maxrec * _SLOT_LANES, d3, x.rmask)
-            _record_update(rec + g, d3, x.thr, i, x.rmask)
-        if x.finals:
-            d = _final_deviation(<const float*>(x.oa + i * x.oas), <const float*>(x.ob + i * x.obs))
-            if _final_update(fin + g, d, x.cut, i):
-                q = pos[g]
-                if q < 0:  # first photon of this group in the block
-                    q = nq
-                    nq += 1
-                    pos[g] = q
-                    blk_group[q] = g
-                    blk_sum[q] = 0.0
-                blk_sum[q] += d
-    for q in range(nq):
-        pos[blk_group[q]] = -1
+    cdef int32_t last_g = -1
+    cdef int k
+    b.ra, b.ras, b.rb, b.rbs, b.maxrec = x.ra, x.ras, x.rb, x.rbs, x.maxrec
+    b.oa, b.oas, b.ob, b.obs = x.oa, x.oas, x.ob, x.obs
+    for k in range(9):
+        b.thr[k] = x.thr[k] if x.rmask else 0
+    for k in range(3):
+        b.cut[k] = x.cut[k] if x.finals else 0.0
+    b.rec = p.rec + t * p.G if p.rec else NULL
+    b.slot = p.slot + t * p.slot_stride if p.slot else NULL
+    b.fin = p.fin + t * p.G if p.fin else NULL
+    b.pos = p.pos + t * p.pos_stride
+    b.blk_group, b.blk_sum = blk.blk_group, blk.blk_sum
+    if groups != NULL:  # found while counting the block: ph is not read again
+        nq = _deviation_loop(&b, s, e - s, groups, x.rmask, x.finals, nq, unknown)
+    else:
+        j0 = s
+        while j0 < e:
+            n = min(<Py_ssize_t>_LOOKUP_BATCH, e - j0)
+            for i in range(j0, j0 + n):
+                ca = _seq_at(x.sa, x.sas, i)
+                if ca != _seq_at(x.sb, x.sbs, i):
+                    found[i - j0] = _NOT_ALIGNED
+                    continue
+                if last_g < 0 or ca != last:  # histories repeat a lot: remember the last lookup
+                    last, last_g = ca, _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+                found[i - j0] = last_g
+            nq = _deviation_loop(&b, j0, n, found, x.rmask, x.finals, nq, unknown)
+            j0 += n
+    for k in range(nq):
+        b.pos[blk.blk_group[k]] = -1
     blk.n[0] = nq
 
 
@@ -222,6 +337,7 @@ cdef class DeviationAccumulator:
             raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
         if (np.diff(self.thresholds, axis=1) < 0).any():  # the rows count photons by level
             raise ValueError(f"thresholds must not decrease with the level, got {self.thresholds.tolist()}")
+        _check_cuts(self.cuts)
         self.record_partials = new_record_partials(G if self.records else 0, self.n_threads)
         self.maxrec = -1
         self.slot_partials = None

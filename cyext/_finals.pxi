@@ -4,15 +4,27 @@
 # the photon count as NaN: beyond every cut, kept out of max/min/sum, never dropped.
 # (docs/event-format.md, section 5.)
 
-# One group's row of a final partial table, as C sees it; FINAL_DTYPE is the same row
-# for numpy (checked when the module is imported, see _check_layouts).
-cdef packed struct _FinalRow:
-    int64_t nitem     # aligned photons of the group
-    int64_t nnan      # of them with a NaN deviation
-    int64_t ndisc[3]  # beyond cut level 0, 1, 2 (NaN photons included)
-    int64_t argmax    # photon of the max, the lowest index on ties (-1: none)
-    double max        # largest non-NaN deviation (-inf: none)
-    double min        # smallest (+inf: none)
+# One group's row of a final partial table, as C sees it (the C kernels below write
+# it); FINAL_DTYPE is the same row for numpy (checked when the module is imported, see
+# _check_layouts).
+cdef extern from *:
+    """
+    typedef struct {
+        int64_t nitem;     /* aligned photons of the group */
+        int64_t nnan;      /* of them with a NaN deviation */
+        int64_t ndisc[3];  /* beyond cut level 0, 1, 2 (NaN photons included) */
+        int64_t argmax;    /* photon of the max, the lowest index on ties (-1: none) */
+        double max;        /* largest non-NaN deviation (-inf: none) */
+        double min;        /* smallest (+inf: none) */
+    } cyext_final_row;
+    """
+    ctypedef struct _FinalRow "cyext_final_row":
+        int64_t nitem
+        int64_t nnan
+        int64_t ndisc[3]
+        int64_t argmax
+        double max
+        double min
 
 #: one group's row of the ox aggregates: ``nitem``, ``nnan``, ``ndisc`` (3,), ``argmax``
 #: (int64) and ``max``, ``min`` (float64, physical); the sums come apart, in block order
@@ -38,7 +50,7 @@ cdef extern from *:
     }
     #if defined(CYEXT_AVX2)
     /* AVX: 4 differences a register, 3 registers */
-    static CYEXT_AVX2_FN double cyext_final_deviation_avx2(const float *a, const float *b) {
+    CYEXT_AVX2_INLINE double cyext_final_deviation_avx2_t(const float *a, const float *b) {
         const __m256d sign = _mm256_set1_pd(-0.0);
         __m256d x0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a)), _mm256_cvtps_pd(_mm_loadu_ps(b)));
         __m256d x1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(a + 4)), _mm256_cvtps_pd(_mm_loadu_ps(b + 4)));
@@ -50,13 +62,13 @@ cdef extern from *:
         __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m), _mm256_extractf128_pd(m, 1));
         return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
     }
+    static CYEXT_AVX2_FN double cyext_final_deviation_avx2(const float *a, const float *b) {
+        return cyext_final_deviation_avx2_t(a, b);
+    }
     #endif
     #if defined(CYEXT_SSE2)
     /* SSE2: 2 differences a register, 6 registers */
-    static inline double cyext_final_deviation(const float *a, const float *b) {
-    #if defined(CYEXT_AVX2)
-        if (cyext_isa == 2) return cyext_final_deviation_avx2(a, b);
-    #endif
+    static inline double cyext_final_deviation_sse2(const float *a, const float *b) {
         const __m128d sign = _mm_set1_pd(-0.0);
         __m128d m = _mm_setzero_pd(), nan = _mm_setzero_pd();
         for (int k = 0; k < 12; k += 4) {
@@ -69,32 +81,44 @@ cdef extern from *:
         if (_mm_movemask_pd(nan)) return cyext_final_deviation_scalar(a, b);
         return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
     }
+    #define CYEXT_FINAL_BASE cyext_final_deviation_sse2
     #else
-    #define cyext_final_deviation cyext_final_deviation_scalar
+    #define CYEXT_FINAL_BASE cyext_final_deviation_scalar
     #endif
+    /* one photon (chase, the aligned tables): the best path */
+    static inline double cyext_final_deviation(const float *a, const float *b) {
+    #if defined(CYEXT_AVX2)
+        if (cyext_isa >= 2) return cyext_final_deviation_avx2(a, b);
+    #endif
+        return CYEXT_FINAL_BASE(a, b);
+    }
+    /* Add photon i with deviation d to its group's row; 0 for NaN (counted beyond
+       every cut, kept out of max/min/sum). The cuts increase with the level (the
+       accumulators check): a photon within cut 0, most of them, is within all. */
+    CYEXT_INLINE int cyext_final_update(cyext_final_row *row, double d, const double *cut, ptrdiff_t i) {
+        row->nitem += 1;
+        if (d != d) {
+            row->nnan += 1;
+            row->ndisc[0] += 1;
+            row->ndisc[1] += 1;
+            row->ndisc[2] += 1;
+            return 0;
+        }
+        if (d > cut[0]) {
+            row->ndisc[0] += 1;
+            row->ndisc[1] += d > cut[1];
+            row->ndisc[2] += d > cut[2];
+        }
+        const int take = (d > row->max) | ((d == row->max) & (i < row->argmax));  /* ties: lowest index */
+        row->max = take ? d : row->max;
+        row->argmax = take ? i : row->argmax;
+        row->min = d < row->min ? d : row->min;
+        return 1;
+    }
     """
     double _final_deviation "cyext_final_deviation"(const float* a, const float* b) noexcept nogil
-
-
-cdef inline bint _final_update(_FinalRow* row, double d, const double* cut, Py_ssize_t i) noexcept nogil:
-    """Add photon ``i`` with deviation ``d`` to its group's row; False for NaN (which
-    is counted beyond every cut and kept out of max/min/sum)."""
-    row.nitem += 1
-    if isnan(d):
-        row.nnan += 1
-        row.ndisc[0] += 1
-        row.ndisc[1] += 1
-        row.ndisc[2] += 1
-        return False
-    row.ndisc[0] += d > cut[0]
-    row.ndisc[1] += d > cut[1]
-    row.ndisc[2] += d > cut[2]
-    if d > row.max or (d == row.max and i < row.argmax):
-        row.max = d
-        row.argmax = i
-    if d < row.min:
-        row.min = d
-    return True
+    bint _final_update "cyext_final_update"(_FinalRow* row, double d, const double* cut,
+                                             Py_ssize_t i) noexcept nogil
 
 
 cdef _FinalRow* _final_rows(object partials, Py_ssize_t part) except NULL:
@@ -118,6 +142,13 @@ def new_final_partials(Py_ssize_t n_groups, int n_parts):
                 row[j].max = -INFINITY
                 row[j].min = INFINITY
     return agg
+
+
+cdef _check_cuts(cuts):
+    """Ox cuts (..., 3) must not decrease with the level and not be NaN (_final_update
+    tests the higher cuts only beyond the lowest)."""
+    if np.isnan(cuts).any() or (np.diff(cuts, axis=-1) < 0).any():
+        raise ValueError(f"cuts must not decrease with the level nor be NaN, got {np.asarray(cuts).tolist()}")
 
 
 cdef _check_finals(const float[:, :, :] ox, str name, Py_ssize_t n):

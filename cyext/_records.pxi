@@ -13,18 +13,32 @@ RECORD_MIN_START = 65536
 cdef enum:
     _RECORD_MIN_START = 65536
 
-# One group's row of a record partial table, as C sees it; RECORD_DTYPE is the same
-# row for numpy (checked when the module is imported, see _check_layouts).
-cdef packed struct _RecordTable:
-    int64_t ndisc[3]  # photons beyond cut level 0, 1, 2 (warning, error, fatal)
-    int64_t max       # largest per-photon deviation, stored counts (-1: no photon yet)
-    int64_t min       # smallest (RECORD_MIN_START: no photon yet)
-    int64_t sum       # sum of the per-photon deviations
-    int64_t argmax    # photon of the max, the lowest index on ties (-1: none)
-
-cdef packed struct _RecordRow:
-    int64_t nitem     # aligned photons of the group (the same for the three tables)
-    _RecordTable table[3]  # in RECORD_TABLES order
+# One group's row of a record partial table, as C sees it (the C kernels below write
+# it); RECORD_DTYPE is the same row for numpy (checked when the module is imported, see
+# _check_layouts).
+cdef extern from *:
+    """
+    typedef struct {
+        int64_t ndisc[3];  /* photons beyond cut level 0, 1, 2 (warning, error, fatal) */
+        int64_t max;       /* largest per-photon deviation, stored counts (-1: no photon yet) */
+        int64_t min;       /* smallest (RECORD_MIN_START: no photon yet) */
+        int64_t sum;       /* sum of the per-photon deviations */
+        int64_t argmax;    /* photon of the max, the lowest index on ties (-1: none) */
+    } cyext_record_table;
+    typedef struct {
+        int64_t nitem;     /* aligned photons of the group (the same for the three tables) */
+        cyext_record_table table[3];  /* in RECORD_TABLES order */
+    } cyext_record_row;
+    """
+    ctypedef struct _RecordTable "cyext_record_table":
+        int64_t ndisc[3]
+        int64_t max
+        int64_t min
+        int64_t sum
+        int64_t argmax
+    ctypedef struct _RecordRow "cyext_record_row":
+        int64_t nitem
+        _RecordTable table[3]
 
 _RECORD_TABLE_DTYPE = np.dtype([("ndisc", np.int64, (3,)), ("max", np.int64), ("min", np.int64),
                                 ("sum", np.int64), ("argmax", np.int64)])
@@ -36,17 +50,19 @@ RECORD_DTYPE = np.dtype([("nitem", np.int64)] + [(t, _RECORD_TABLE_DTYPE) for t 
 
 # ------------------------------------------------------------------ SIMD paths
 # The per-photon kernels (record slots here, the ox deviation in _finals.pxi) have a
-# scalar, an SSE2 and an AVX2 form that give the same bits (docs/kernels.md, "SIMD
-# paths"). Which ones a build has is fixed at compile time; which one runs is chosen
-# once, when the module is imported, from what the CPU running it has (never from the
-# build machine), and can be capped with CYEXT_ISA=sse2 (for tests and comparisons).
+# scalar, an SSE2, an AVX2 and (record slots) an AVX-512 form that give the same bits
+# (docs/kernels.md, "SIMD paths"). Which ones a build has is fixed at compile time;
+# which one runs is chosen once, when the module is imported, from what the CPU running
+# it has (never from the build machine), and can be capped with CYEXT_ISA=avx2 or sse2
+# (for tests and comparisons).
 
 cdef extern from *:
     """
     /* CYEXT_SSE2: every x86-64 and SSE2 x86. MSVC never defines __SSE2__: it says x86-64
-       with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2. CYEXT_AVX2: GCC
-       and Clang on x86, which compile single functions for AVX2 (target attribute) and
-       ask the CPU at run time; MSVC and other machines keep SSE2/scalar. CYEXT_NO_SIMD
+       with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2. CYEXT_AVX2 (and
+       its AVX-512 forms): GCC and Clang on x86, which compile single functions for AVX2 or
+       AVX-512BW (target attribute) and ask the CPU at run time; MSVC and other machines
+       keep SSE2/scalar. CYEXT_NO_SIMD
        (setup.py: CYEXT_SIMD=0) forces the scalar loops, for tests. */
     #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
                                     || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
@@ -57,6 +73,8 @@ cdef extern from *:
     #include <immintrin.h>
     #define CYEXT_AVX2_FN __attribute__((target("avx2")))
     #define CYEXT_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+    #define CYEXT_AVX512_FN __attribute__((target("avx2,avx512f,avx512bw")))
+    #define CYEXT_AVX512_INLINE static inline __attribute__((always_inline, target("avx2,avx512f,avx512bw")))
     #endif
     #endif
     #if defined(__GNUC__) || defined(__clang__)
@@ -66,35 +84,36 @@ cdef extern from *:
     #else
     #define CYEXT_INLINE static inline
     #endif
-    /* the path in use: 2 AVX2, 1 SSE2, 0 scalar; set once by cyext_simd_init at import,
-       before any kernel runs, then only read */
+    /* the path in use: 3 AVX-512, 2 AVX2, 1 SSE2, 0 scalar; set once by cyext_simd_init
+       at import, before any kernel runs, then only read; at most ``cap`` */
     static int cyext_isa = 0;
-    static int cyext_simd_init(int allow_avx2) {
+    static int cyext_simd_init(int cap) {
     #if defined(CYEXT_AVX2)
-        __builtin_cpu_init();  /* also checks the OS saves the YMM registers */
-        cyext_isa = allow_avx2 && __builtin_cpu_supports("avx2") ? 2 : 1;
+        __builtin_cpu_init();  /* also checks the OS saves the YMM (ZMM) registers */
+        cyext_isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") ? 3
+                    : __builtin_cpu_supports("avx2") ? 2 : 1;
     #elif defined(CYEXT_SSE2)
-        (void)allow_avx2;
         cyext_isa = 1;
     #else
-        (void)allow_avx2;
         cyext_isa = 0;
     #endif
+        if (cyext_isa > cap) cyext_isa = cap;
         return cyext_isa;
     }
     """
-    int cyext_simd_init(int allow_avx2) noexcept nogil
+    int cyext_simd_init(int cap) noexcept nogil
     int cyext_isa
 
 
 cdef int _init_simd() except -1:
     import os
     want = os.environ.get("CYEXT_ISA", "").strip().lower()
-    if want not in ("", "auto", "avx2", "sse2"):
+    caps = {"": 3, "auto": 3, "avx512": 3, "avx2": 2, "sse2": 1}
+    if want not in caps:
         import warnings
-        warnings.warn(f"cyext: CYEXT_ISA={want!r} is not one of auto, avx2, sse2; using the best path",
+        warnings.warn(f"cyext: CYEXT_ISA={want!r} is not one of auto, avx512, avx2, sse2; using the best path",
                       RuntimeWarning, stacklevel=2)
-    cyext_simd_init(want != "sse2")
+    cyext_simd_init(caps.get(want, 3))
     return 0
 
 
@@ -102,10 +121,11 @@ _init_simd()
 
 
 def simd_path():
-    """The vector code the per-photon kernels run: ``"avx2"``, ``"sse2"`` or ``"scalar"``
-    (a build without SIMD: CYEXT_SIMD=0 or not x86). The best this build and CPU have,
-    unless CYEXT_ISA=sse2 was set when cyext was imported. Every path gives the same bits."""
-    return ("scalar", "sse2", "avx2")[cyext_isa]
+    """The vector code the per-photon kernels run: ``"avx512"`` (the record slots in
+    AVX-512BW, the rest AVX2), ``"avx2"``, ``"sse2"`` or ``"scalar"`` (a build without
+    SIMD: CYEXT_SIMD=0 or not x86). The best this build and CPU have, unless CYEXT_ISA
+    capped it when cyext was imported. Every path gives the same bits."""
+    return ("scalar", "sse2", "avx2", "avx512")[cyext_isa]
 
 
 cdef extern from *:
@@ -187,6 +207,27 @@ cdef extern from *:
        tables' per-slot maxima are taken over the lanes when the partials are merged
        (merge_slot_partials). ``mask`` is a compile-time constant in each of the seven
        specialisations below. Lanes of tables not in ``mask`` may hold anything. */
+    /* The batch loop, compiled once per ISA and table mask (KERNEL and MASK are
+       compile-time): photon j of a batch at ra + j * ras, skipped when groups[j] < 0;
+       its d at d + 3 * j, its group's slot row at slots + groups[j] * maxrec * 8. */
+    #define CYEXT_SLOTS_BATCH(KERNEL, MASK)                                                   \\
+        for (ptrdiff_t j = 0; j < n; j++) {                                                   \\
+            const int32_t g = groups[j];                                                      \\
+            if (g < 0) continue;                                                              \\
+            KERNEL((const int16_t *)(ra + j * ras), (const int16_t *)(rb + j * rbs), maxrec,  \\
+                   slots + (ptrdiff_t)g * 8 * maxrec, d + 3 * j, MASK);                       \\
+        }
+    #define CYEXT_SLOTS_BATCH_MASKS(KERNEL)                                                   \\
+        switch (mask) {                                                                       \\
+        case 1: CYEXT_SLOTS_BATCH(KERNEL, 1) break;                                           \\
+        case 2: CYEXT_SLOTS_BATCH(KERNEL, 2) break;                                           \\
+        case 3: CYEXT_SLOTS_BATCH(KERNEL, 3) break;                                           \\
+        case 4: CYEXT_SLOTS_BATCH(KERNEL, 4) break;                                           \\
+        case 5: CYEXT_SLOTS_BATCH(KERNEL, 5) break;                                           \\
+        case 6: CYEXT_SLOTS_BATCH(KERNEL, 6) break;                                           \\
+        case 7: CYEXT_SLOTS_BATCH(KERNEL, 7) break;                                           \\
+        default: break;                                                                       \\
+        }
     #if defined(CYEXT_SSE2)
     /* One slot's 8 lanes of |a - b|: lanes 0..3 of the q0 words (max - min of int16
        fits a uint16), lanes 4..7 of the q1 bytes 0..3 (pol x, y, z, wavelength), widened.
@@ -264,19 +305,34 @@ cdef extern from *:
         }
         CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
     }
-    /* not inlined into the (SSE2-compiled) caller: one call a photon, the mask switch inside */
-    static CYEXT_AVX2_FN void cyext_record_slots_avx2(const int16_t *a, const int16_t *b, int maxrec,
-                                                     uint16_t *slots, int32_t *d, int mask) {
-        switch (mask) {
-        case 1: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 1); break;
-        case 2: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 2); break;
-        case 3: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 3); break;
-        case 4: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 4); break;
-        case 5: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 5); break;
-        case 6: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 6); break;
-        case 7: cyext_record_slots_avx2_t(a, b, maxrec, slots, d, 7); break;
-        default: break;
+    /* a whole batch in AVX2: the kernel inlined into the loop, one call a batch */
+    static CYEXT_AVX2_FN void cyext_record_slots_batch_avx2(
+            const char *ra, ptrdiff_t ras, const char *rb, ptrdiff_t rbs, int maxrec,
+            const int32_t *groups, ptrdiff_t n, uint16_t *slots, int32_t *d, int mask) {
+        CYEXT_SLOTS_BATCH_MASKS(cyext_record_slots_avx2_t)
+    }
+    /* AVX-512BW: four slots per 512-bit register (the 128-bit lanes independent, as in
+       AVX2), the last one to three under a mask: masked-off words load as 0 on both
+       sides, a difference of 0 that no maximum sees, and are not stored. */
+    CYEXT_AVX512_INLINE void cyext_record_slots_avx512_t(const int16_t *a, const int16_t *b, int maxrec,
+                                                         uint16_t *slots, int32_t *d, const int mask) {
+        const __m512i zero = _mm512_setzero_si512();
+        __m512i acc4 = zero;
+        const ptrdiff_t words = 8 * (ptrdiff_t)maxrec;
+        for (ptrdiff_t k = 0; k < words; k += 32) {
+            const __mmask32 m = words - k >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << (words - k)) - 1);
+            __m512i va = _mm512_maskz_loadu_epi16(m, a + k);
+            __m512i vb = _mm512_maskz_loadu_epi16(m, b + k);
+            __m512i v;
+            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm512_max_epi16, _mm512_min_epi16, _mm512_sub_epi16,
+                            _mm512_max_epu8, _mm512_min_epu8, _mm512_sub_epi8, _mm512_unpackhi_epi8,
+                            _mm512_unpacklo_epi64, _mm512_bslli_epi128);
+            _mm512_mask_storeu_epi16(slots + k, m, _mm512_max_epu16(_mm512_maskz_loadu_epi16(m, slots + k), v));
+            acc4 = _mm512_max_epu16(acc4, v);
         }
+        __m256i acc2 = _mm256_max_epu16(_mm512_castsi512_si256(acc4), _mm512_extracti64x4_epi64(acc4, 1));
+        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+        CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
     }
     #endif
     #else
@@ -307,57 +363,29 @@ cdef extern from *:
         if (mask & 4) d[2] = m2;
     }
     #endif
-    /* one specialisation per table mask: only the asked tables' work is compiled in */
-    static inline void cyext_record_slots(const int16_t *a, const int16_t *b, int maxrec,
-                                          uint16_t *slots, int32_t *d, int mask) {
-    #if defined(CYEXT_AVX2)
-        if (cyext_isa == 2) {  /* the same branch for every photon: predicted */
-            cyext_record_slots_avx2(a, b, maxrec, slots, d, mask);
-            return;
-        }
-    #endif
-        switch (mask) {
-        case 1: cyext_record_slots_t(a, b, maxrec, slots, d, 1); break;
-        case 2: cyext_record_slots_t(a, b, maxrec, slots, d, 2); break;
-        case 3: cyext_record_slots_t(a, b, maxrec, slots, d, 3); break;
-        case 4: cyext_record_slots_t(a, b, maxrec, slots, d, 4); break;
-        case 5: cyext_record_slots_t(a, b, maxrec, slots, d, 5); break;
-        case 6: cyext_record_slots_t(a, b, maxrec, slots, d, 6); break;
-        case 7: cyext_record_slots_t(a, b, maxrec, slots, d, 7); break;
-        default: break;
+    /* Add photon i with deviations d (RECORD_TABLES order) to its group's row, for
+       the tables in mask (bit k = table k, a compile-time constant); thr (3 tables x 3
+       levels): beyond level j of table k when d[k] >= thr[3k + j] (thresholds increase
+       with j). In partial rows ndisc[j] counts the photons at level j exactly (beyond
+       cut j, not j + 1); _cumulative_levels makes them "beyond cut j" when the rows
+       leave the accumulator. Free of branches: deviations tie often, and which photons
+       pass which cut is not predictable. */
+    CYEXT_INLINE void cyext_record_update(cyext_record_row *row, const int32_t *d, const int64_t *thr,
+                                          ptrdiff_t i, const int mask) {
+        row->nitem += 1;
+        for (int k = 0; k < 3; k++) {
+            if (!((mask >> k) & 1)) continue;
+            cyext_record_table *t = &row->table[k];
+            const int64_t x = d[k];
+            t->ndisc[(x >= thr[3 * k + 1]) + (x >= thr[3 * k + 2])] += x >= thr[3 * k];
+            const int take = (x > t->max) | ((x == t->max) & (i < t->argmax));  /* ties: lowest index */
+            t->max = take ? x : t->max;
+            t->argmax = take ? i : t->argmax;
+            t->min = x < t->min ? x : t->min;
+            t->sum += x;
         }
     }
     """
-    void _record_slots "cyext_record_slots"(const int16_t* a, const int16_t* b, int maxrec,
-                                            uint16_t* slots, int32_t* d, int mask) noexcept nogil
-
-
-cdef inline void _record_update(_RecordRow* row, const int32_t* d, const int64_t* thr,
-                                Py_ssize_t i, int mask) noexcept nogil:
-    """Add photon ``i`` with deviations ``d`` (RECORD_TABLES order) to its group's row,
-    for the tables in ``mask`` (bit k = table k); ``thr`` (3 tables x 3 levels): beyond
-    level j of table k when d[k] >= thr[3k + j] (thresholds increase with j). In partial
-    rows ``ndisc[j]`` counts the photons at level j exactly (beyond cut j, not j + 1);
-    _cumulative_levels makes them "beyond cut j" when the rows leave the accumulator."""
-    cdef int k
-    cdef _RecordTable* t
-    cdef int64_t x
-    cdef int lev
-    row.nitem += 1
-    for k in range(3):
-        if not (mask >> k) & 1:
-            continue
-        t = &row.table[k]
-        x = d[k]
-        lev = (x >= thr[3 * k]) + (x >= thr[3 * k + 1]) + (x >= thr[3 * k + 2])
-        if lev:  # one count, at the photon's level (most photons pass every cut)
-            t.ndisc[lev - 1] += 1
-        if x > t.max or (x == t.max and i < t.argmax):  # ties keep the lowest photon index
-            t.max = x
-            t.argmax = i
-        if x < t.min:
-            t.min = x
-        t.sum += x
 
 
 cdef _RecordRow* _record_rows(object partials, Py_ssize_t part) except NULL:

@@ -183,6 +183,8 @@ def test_kernel_checks():
         acc.add(sa, sb, None, rb, None, None, 0, 50)
     with pytest.raises(ValueError, match="unknown aligned table"):
         cyext.AlignedAccumulator(index, ("rpost",), CUTS[:1])
+    with pytest.raises(ValueError, match="cuts must not decrease with the level"):
+        cyext.AlignedAccumulator(index, ("pos",), np.array([[0.3, 0.2, 0.4]]))
     # only the requested tables: the photon table needs no records, the record tables no photons
     only_photon = cyext.AlignedAccumulator(index, ("photon",), CUTS[:1], 1)
     only_photon.add(sa, sb, None, None, pa, pb, 0, 100)

@@ -391,12 +391,16 @@ def _check_simd_finals(cyext, ox_a, ox_b):
         assert np.array_equal(f["ndisc"][:, j], (nan | (want > CHECK_CUTS[j])).astype(np.int64))
 
 
+PATHS = ("scalar", "sse2", "avx2", "avx512")  # in order: CYEXT_ISA caps the path at one
+
+
 def test_simd_path_is_known(cyext):
     import os
     path = cyext.simd_path()
-    assert path in ("avx2", "sse2", "scalar")
-    if os.environ.get("CYEXT_ISA") == "sse2":
-        assert path != "avx2"
+    assert path in PATHS
+    cap = os.environ.get("CYEXT_ISA")
+    if cap in PATHS:
+        assert PATHS.index(path) <= PATHS.index(cap)
 
 
 @pytest.mark.parametrize("maxrec", range(17))  # odd and even: AVX2 takes slot pairs, then a last slot
@@ -448,17 +452,18 @@ def test_simd_finals_hypothesis(cyext, n, seed):
     _check_simd_finals(cyext, *_simd_finals(np.random.default_rng(seed), n))
 
 
-def test_simd_paths_agree(cyext):
-    """The SIMD tests above again with CYEXT_ISA=sse2: the SSE2 path meets the same
-    references (and so the AVX2 path's bits)."""
+@pytest.mark.parametrize("cap", ["sse2", "avx2"])
+def test_simd_paths_agree(cyext, cap):
+    """The SIMD tests above again with each lower path (CYEXT_ISA=sse2, avx2): every path
+    meets the same reference bits (the scalar one: tests/test_packaging.py)."""
     import os
     import subprocess
     import sys
-    if cyext.simd_path() != "avx2":
-        pytest.skip(f"this build and CPU run {cyext.simd_path()}: no second path to compare")
+    if PATHS.index(cyext.simd_path()) <= PATHS.index(cap):
+        pytest.skip(f"this build and CPU run {cyext.simd_path()}: {cap} is not a second path here")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
                           "simd and not simd_paths_agree"], capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, CYEXT_ISA="sse2"))
+                         env=dict(os.environ, CYEXT_ISA=cap))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and " failed" not in run.stdout
 
@@ -467,6 +472,13 @@ def test_accumulator_wants_thresholds_that_grow_with_the_level(cyext):
     """The partial rows count each photon once, at its level: the cuts must be ordered."""
     with pytest.raises(ValueError, match="must not decrease with the level"):
         cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.array([[2, 1, 3], [1, 2, 3], [1, 2, 3]]), np.zeros(3))
+
+
+@pytest.mark.parametrize("cuts", [[0.2, 0.1, 0.3], [0.1, float("nan"), 0.3]])
+def test_accumulator_wants_ox_cuts_that_grow_with_the_level(cyext, cuts):
+    """The ox rows test the higher cuts only for photons beyond the lowest."""
+    with pytest.raises(ValueError, match="cuts must not decrease with the level nor be NaN"):
+        cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.ones((3, 3), np.int64), np.array(cuts))
 
 
 def test_result_without_copy_is_the_last_word(cyext):
