@@ -115,3 +115,52 @@ def test_subset_of_tables(tmp_path):
     for e in ("cython", "numpy"):
         r = compare(pair, e, tables=("rtime",))
         assert list(r.tables) == ["rtime"]
+
+
+@pytest.mark.parametrize("fail_at", [None, 1])
+def test_cython_chunk_loop_checks_steps_and_closes(fail_at):
+    """CythonEngine.stream, the chunk loop of all its passes: inputs checked before every
+    chunk and after the last, a bar step after each chunk, the bar closed with the error."""
+    from photonab.engines.compiled import CythonEngine
+    eng = CythonEngine(n_threads=1)
+    eng.chunk = 4  # chunks of 4 photons (a test of the loop alone, no kernel runs)
+    log = []
+
+    class Pair:
+        n = 10
+
+        def checked(self, chunks):
+            for c in chunks:
+                log.append("check")
+                yield c
+            log.append("check")
+
+    class Bar:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            log.append(("close", exc[0]))
+            return False
+
+        def update(self, k):
+            log.append(("step", k))
+
+    def add(start, stop):
+        if len([e for e in log if e[0] == "add"]) == fail_at:
+            raise KeyboardInterrupt
+        log.append(("add", start, stop))
+
+    def progress(total, desc):
+        log.append(("bar", total, desc))
+        return Bar()
+
+    if fail_at is None:
+        eng.stream(Pair(), progress, "photons", add)
+        assert log == [("bar", 10, "photons"), "check", ("add", 0, 4), ("step", 4), "check", ("add", 4, 8),
+                       ("step", 4), "check", ("add", 8, 10), ("step", 2), "check", ("close", None)]
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            eng.stream(Pair(), progress, "photons", add)
+        assert log == [("bar", 10, "photons"), "check", ("add", 0, 4), ("step", 4), "check",
+                       ("close", KeyboardInterrupt)]

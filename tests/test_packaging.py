@@ -105,3 +105,36 @@ def test_help_loads_no_heavy_module():
             "try:\n    runpy.run_module('photonab', run_name='__main__', alter_sys=True)\n"
             "except SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n" + _LOADED)
     assert _heavy_loaded(code) == "[]"
+
+
+#: what `from photonab import compare` leaves to the comparison itself (issue 12): the
+#: engines, the events (pathlib, mmap, signal handlers), the chase and the analysis tables
+#: load when compare() runs; only the cuts and tables of compare's defaults load with it
+COMPARE_UNLOADED = ("photonab.engines", "photonab.events", "photonab.interrupt", "photonab.chase",
+                    "photonab.analysis", "photonab.patterns", "photonab.materials", "photonab.migration",
+                    "photonab.render", "photonab.runs")
+
+
+@pytest.mark.parametrize("statement", ["from photonab import compare", "from photonab.comparison import compare",
+                                       "import photonab, cyext; photonab.compare"])
+def test_compare_import_leaves_the_run_to_the_call(statement):
+    code = (f"import sys; {statement}\n"
+            f"print('LOADED', sorted(m for m in sys.modules if m.startswith({COMPARE_UNLOADED!r})))\n" + _LOADED)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[-2] == "LOADED []" and lines[-1] == "HEAVY []", out.stdout
+
+
+def test_compare_loads_what_it_left_out(tmp_path):
+    # the names imported where used resolve when a comparison runs, in a fresh interpreter
+    from photonab.synth import synthesize
+    a, b = synthesize(tmp_path, photons=2000, seed=3, progress=False)
+    code = ("import sys; from photonab import compare\n"
+            "from photonab import EventPair\n"
+            "r = compare(EventPair.open(sys.argv[1], sys.argv[2]))\n"
+            "print(r.engine, type(r.runner).__name__, len(r.chase('rpost', limit=2)) <= 2)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(a), str(b)], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["cython", "CythonEngine", "True"]

@@ -309,16 +309,14 @@ def histories_and_materials(engine, pair, progress):
     pass (``materials.count_histories_and_materials`` kernel, block by block with the
     input checks of the engine); other engines count the histories their own way and
     the materials with the numpy reference."""
-    from .engines.base import HistoryCounts, photon_chunks
+    from .engines.base import HistoryCounts
     from .materials import count_materials_reference
     if getattr(engine, "name", None) == "cython":
         cyext = engine.cyext
         his, mat = cyext.HistoryCounter(), cyext.HistoryCounter()
         a, b = pair.a, pair.b
-        with progress(pair.n, "histories") as bar:
-            for start, stop in pair.checked(photon_chunks(pair.n, engine.chunk)):
-                cyext.count_two(his, mat, a.seqhis, b.seqhis, a.seqmat, b.seqmat, start, stop, engine.n_threads)
-                bar.update(stop - start)
+        engine.stream(pair, progress, "histories", lambda start, stop: cyext.count_two(
+            his, mat, a.seqhis, b.seqhis, a.seqmat, b.seqmat, start, stop, engine.n_threads))
         out = []
         for counter in (his, mat):
             codes, counts = counter.result()

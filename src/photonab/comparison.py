@@ -3,22 +3,28 @@
 ``compare(pair)`` runs an engine and returns a :class:`Comparison`: the tables, their
 levels and the return code (docs/verdict.md). It prints as text, converts to JSON
 (:mod:`photonab.render`) and chases the photons behind a bad row (:mod:`photonab.chase`).
+
+Start-up (docs/kernels.md, "Start-up and the whole process"): ``from photonab import
+compare`` loads this module, the cuts and the tables (the defaults of ``compare``) and
+numpy with cyext; the engines, the events and the chase load when a comparison runs.
 """
 from __future__ import annotations
 
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import chase as _chase
 from .cuts import OX_CUTS, TABLES, Cuts
-from .engines import get_engine
-from .engines.base import Engine, HistoryCounts, no_progress
 from .errors import InputError
-from .events import EventPair
 from .tables import C2MAX, DeviationTable, HistoryTable, check_c2max
+
+if TYPE_CHECKING:  # imported where used, when a comparison runs (module docstring)
+    from .chase import Chase
+    from .engines.base import Engine, HistoryCounts
+    from .events import EventPair
 
 #: tables beyond the deviation tables that ``tables`` may ask for (docs/analysis.md)
 EXTRA_TABLES = ("materials",)
@@ -112,7 +118,7 @@ class Comparison:
         return write_json(self.to_dict(), path)
 
     def chase(self, table: str, history=None, *, row: int | None = None, limit: int = 10,
-              level: str | None = "WARNING", engine=None) -> "_chase.Chase":
+              level: str | None = "WARNING", engine=None) -> Chase:
         """The most deviant aligned photons of one history in ``table``: give the history
         as a label (``'TO BT BR BT SA'``) or code, or as ``row`` of the table; neither =
         every history. Only photons at or beyond cut ``level`` (None = any deviation),
@@ -125,6 +131,7 @@ class Comparison:
             if not isinstance(row, (int, np.integer)) or not 0 <= row < len(rows):
                 raise InputError(f"{table} has rows 0..{len(rows) - 1}, not {row!r}")
             history = int(rows.codes[row])
+        from . import chase as _chase
         eng = engine if engine is not None else (self.runner or self.engine)
         return _chase.chase(self.pair, self.cuts, table, history, limit=limit, level=level, engine=eng)
 
@@ -160,6 +167,8 @@ def check_photons(pair: EventPair) -> None:
 def engine_for(engine, n_threads=None):
     """The engine object for ``engine``: one made here by name is closed at the end (a
     dask engine stops its cluster); an engine object passed in is left open."""
+    from .engines import get_engine
+    from .engines.base import Engine
     if isinstance(engine, str):
         made = get_engine(engine, n_threads=n_threads)
         try:
@@ -192,6 +201,8 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
     ``select`` (a history pattern) restricts every table to the matching histories;
     ``migration`` adds the migration table (its first ``migration_first`` photons).
     """
+    from .engines.base import no_progress
+    from .events import EventPair
     if not isinstance(pair, EventPair):
         raise InputError(f"compare wants an EventPair (photonab.EventPair.open(a_dir, b_dir)), not {pair!r}")
     tables = check_tables(tables)
@@ -243,11 +254,11 @@ def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_th
     """The material and migration tables of :func:`compare` (docs/analysis.md, section 5);
     ``migrated``: the migration table's first pass, when the engine's one pass made it."""
     from . import analysis
-    from .materials import MaterialTable, find_material_names
     from .migration import count_migrations, count_migrations_reference
     threads = getattr(eng, "n_threads", n_threads)
     out = {"materials": None, "migration": None}
     if mat_counts is not None:
+        from .materials import MaterialTable, find_material_names  # only with the material table
         if pattern is not None:
             mat_counts = analysis.selected_material_counts(pair, pattern, codes, n_threads=threads)
         out["materials"] = MaterialTable(mat_counts, find_material_names(pair.a.path), c2max)
@@ -264,6 +275,7 @@ def _extras(pair, eng, pattern, codes, mat_counts, c2max, migration, first, n_th
 
 
 def chase(pair: EventPair, cuts: Cuts, table: str, history=None, *, limit: int = 10,
-          level: str | None = "WARNING", engine="cython", n_threads=None) -> "_chase.Chase":
+          level: str | None = "WARNING", engine="cython", n_threads=None) -> Chase:
     """See :func:`photonab.chase.chase`."""
+    from . import chase as _chase
     return _chase.chase(pair, cuts, table, history, limit=limit, level=level, engine=engine, n_threads=n_threads)

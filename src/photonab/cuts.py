@@ -9,11 +9,14 @@ the compiled kernels compare.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._cyext import load as _load_cyext
-from .events import Domains
+
+if TYPE_CHECKING:  # an annotation only: importing events (pathlib, mmap, signals) is start-up time
+    from .events import Domains
 
 #: the record tables in the order of the kernels' thresholds and deviations (defined once, in cyext)
 RECORD_TABLES = _load_cyext().RECORD_TABLES

@@ -7,6 +7,7 @@ plain arrays; text, JSON and pictures are made from them in :mod:`photonab.rende
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,8 +15,10 @@ from .stats import chi2_sf
 
 from . import seqhis
 from .cuts import LEVELS, TABLES, UNITS
-from .engines.base import DeviationAggregate, HistoryCounts
 from .errors import InputError
+
+if TYPE_CHECKING:  # annotations only: the engines load when a comparison runs (photonab.comparison)
+    from .engines.base import DeviationAggregate, HistoryCounts
 
 #: the original's chi-square rows need more than this many photons (a + b)
 C2_MIN_COUNT = 30

@@ -33,13 +33,20 @@ class CythonEngine:
             raise ValueError(f"chunk must be a positive multiple of {self.cyext.SUM_BLOCK}")
         self.chunk = chunk
 
+    def stream(self, pair: EventPair, progress, desc: str, add) -> None:
+        """The chunk loop of every pass (also photonab.analysis' materials pass): ``add(start,
+        stop)`` for each chunk of photons, the inputs checked before each chunk and after the
+        last (EventPair.checked), one step of the ``desc`` bar after each chunk; the bar closes
+        when the loop ends or raises."""
+        with progress(pair.n, desc) as bar:
+            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
+                add(start, stop)
+                bar.update(stop - start)
+
     def histories(self, pair: EventPair, progress=no_progress) -> HistoryCounts:
         counter = self.cyext.HistoryCounter()
         sa, sb = pair.a.seqhis, pair.b.seqhis
-        with progress(pair.n, "histories") as bar:
-            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
-                counter.add(sa, sb, start, stop, self.n_threads)
-                bar.update(stop - start)
+        self.stream(pair, progress, "histories", lambda start, stop: counter.add(sa, sb, start, stop, self.n_threads))
         codes, counts = counter.result()
         return HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
 
@@ -49,10 +56,8 @@ class CythonEngine:
             self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, self.n_threads,
             records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables, maxrec=pair.a.rx.shape[1])
         a, b = pair.a, pair.b
-        with progress(pair.n, "deviations") as bar:
-            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
-                acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
-                bar.update(stop - start)
+        self.stream(pair, progress, "deviations",
+                     lambda start, stop: acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop))
         return aggregates_from_result(acc.result(copy=False), groups, cuts, tables)  # acc is done
 
     def histories_and_deviations(self, pair: EventPair, cuts: Cuts, tables=TABLES, progress=no_progress,
@@ -68,10 +73,8 @@ class CythonEngine:
                                   records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables,
                                   maxrec=pair.a.rx.shape[1], migrations=mig)
         a, b = pair.a, pair.b
-        with progress(pair.n, "photons") as bar:
-            for start, stop in pair.checked(photon_chunks(pair.n, self.chunk)):  # inputs unchanged?
-                one.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop)
-                bar.update(stop - start)
+        self.stream(pair, progress, "photons",
+                     lambda start, stop: one.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop))
         codes, counts, groups, result = one.result()
         counts = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
         return counts, aggregates_from_result(result, groups, cuts, tables), None if mig is None else mig.result()
