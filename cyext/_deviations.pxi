@@ -318,6 +318,7 @@ cdef class DeviationAccumulator:
     cdef object thresholds, cuts, pos
     cdef Py_ssize_t next_start
     cdef bint levels_made  # result(copy=False) made the level counts cumulative in place: done
+    cdef object slots_made  # result(copy=False)'s slot maxima, written over the one part's lanes
 
     def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
                  bint finals=True, bint keep_blocks=False, maxrec=None):
@@ -405,6 +406,7 @@ cdef class DeviationAccumulator:
 
     cdef _point_index(self, _Inputs* x):
         cdef GroupIndex index = self.index  # never without slots, even with no codes
+        index._check()
         x.slot_code, x.slot_entry, x.mask = &index.slot_code[0], &index.slot_entry[0], index.mask
 
     cdef _Partials _partials(self):
@@ -584,23 +586,94 @@ cdef class DeviationAccumulator:
         return out | self._rest(copy, G)
 
     cdef dict _rest(self, bint copy, Py_ssize_t G):
-        """result()'s slot maxima and ox rows."""
+        """result()'s slot maxima and ox rows. With ``copy`` False and one part, the
+        accumulator's own rows, no new table: the slot maxima are written over the lanes
+        they come from and the pages beyond every table's G rows are given back
+        (docs/tables.md, "Many histories")."""
         out = {}
         if self.records:
             if self.slot_partials is None:
                 out["slots"] = np.zeros((G, 3, 0), dtype=np.uint16)
+            elif self.slots_made is not None:
+                out["slots"] = self.slots_made
+            elif not copy and self.slot_partials.shape[0] == 1:
+                self.slots_made = out["slots"] = _slot_maxima_in_place(self.slot_partials, G, self.record_mask)
             else:
                 out["slots"] = merge_slot_partials(self.slot_partials[:, :G], self.record_mask)
+            if not copy and self.record_partials.shape[0] == 1:
+                _drop_rows_beyond(self.record_partials, G)
         if self.finals:
             if not copy and self.final_partials.shape[0] == 1:
                 out["finals"] = self.final_partials[0, :G]
+                _drop_rows_beyond(self.final_partials, G)
             else:
                 out["finals"] = merge_final_partials(self.final_partials[:, :G])
             if self.keep_blocks:
                 out["blocks"] = list(self.blocks)
             else:
-                out["sums"] = self.sums[:G].copy()
+                out["sums"] = self.sums[:G] if not copy else self.sums[:G].copy()
         return out
+
+
+cdef extern from *:
+    """
+    /* Give the whole pages of [start, end) back to the system (they read as zeros if
+       touched again); where there is no madvise, nothing happens. */
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #include <unistd.h>
+    static void cyext_drop_pages(char* start, char* end) {
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t s = ((uintptr_t)start + page - 1) & ~(page - 1);
+        uintptr_t e = (uintptr_t)end & ~(page - 1);
+        if (e > s)
+            madvise((void*)s, e - s, MADV_DONTNEED);
+    }
+    #else
+    static void cyext_drop_pages(char* start, char* end) { (void)start; (void)end; }
+    #endif
+    """
+    void _drop_pages "cyext_drop_pages"(char* start, char* end) noexcept nogil
+
+
+cdef _drop_rows_beyond(table, Py_ssize_t G):
+    """The pages of a one-part (1, rows, ...) table beyond its first G rows back to the
+    system: rows reserved for groups that never came cost no memory once the pass ends."""
+    cdef uint8_t[::1] raw = table.reshape(-1).view(np.uint8)
+    cdef Py_ssize_t row = raw.shape[0] // max(table.shape[1], 1)
+    if raw.shape[0] > G * row:
+        _drop_pages(<char*>&raw[0] + G * row, <char*>&raw[0] + raw.shape[0])
+
+
+cdef object _slot_maxima_in_place(lanes, Py_ssize_t G, int mask):
+    """merge_slot_partials of a one-part lane table (1, rows, maxrec, 8) for its first G
+    rows, written over the lanes: (G, 3, maxrec), a view. Row g of the maxima ends
+    before row g + 1 of the lanes begins (3 lanes' room of 8), so rows taken in order
+    overwrite only lanes already read; the pages after the maxima are given back."""
+    cdef Py_ssize_t R = lanes.shape[2], g, r
+    if lanes.shape[0] != 1 or lanes.shape[3] != _SLOT_LANES or not lanes.flags.c_contiguous:
+        raise ValueError("_slot_maxima_in_place: one C-contiguous part of slot lanes")
+    flat = lanes.reshape(-1)
+    if not (G and R):
+        return np.zeros((G, 3, R), dtype=np.uint16)
+    cdef uint16_t[::1] v = flat
+    cdef uint16_t* base = &v[0]
+    cdef const uint16_t* x
+    row_ = np.empty(3 * R, dtype=np.uint16)
+    cdef uint16_t[::1] row_v = row_
+    cdef uint16_t* row = &row_v[0]
+    cdef bint m0 = mask & 1, m1 = mask & 2, m2 = mask & 4
+    with nogil:
+        for g in range(G):
+            x = base + g * R * _SLOT_LANES
+            for r in range(R):  # lanes as merge_slot_partials: x, y, z | t | pol x, y, z
+                row[r] = max(x[0], x[1], x[2]) if m0 else 0
+                row[R + r] = x[3] if m1 else 0
+                row[2 * R + r] = max(x[4], x[5], x[6]) if m2 else 0
+                x += _SLOT_LANES
+            memcpy(base + g * 3 * R, row, 3 * R * sizeof(uint16_t))
+        _drop_pages(<char*>(base + G * 3 * R), <char*>(base + v.shape[0]))
+    return flat[:G * 3 * R].reshape(G, 3, R)
 
 
 #: bytes of per-thread partial tables a DeviationAccumulator may add beyond its first

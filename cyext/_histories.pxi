@@ -75,6 +75,7 @@ cdef class HistoryCounter:
     cdef int64_t[:, :, ::1] p_count
     cdef int64_t[:, ::1] p_entry_slot
     cdef int64_t[::1] p_size
+    cdef bint released  # _release() took the slot tables: nothing more can be counted
 
     def __init__(self, int64_t room=HISTORY_ROOM):
         """An empty counter; each thread's private table holds the codes of ``room`` photons."""
@@ -109,7 +110,27 @@ cdef class HistoryCounter:
         if self.size + more > self.code.shape[0]:
             self._grow(max(2 * self.code.shape[0], self.size + more))
 
+    cdef _expect(self, int64_t entries):
+        """Room for ``entries`` codes in all, at once: a caller that can tell how many
+        codes are coming spares the doublings on the way (each re-slots every code)."""
+        if entries > self.code.shape[0]:
+            self._grow(entries)
+
+    cdef _release(self):
+        """Free the slot tables and the private tables (a million codes take more room
+        there than in the codes and counts): result(copy=False) stays; counting raises."""
+        self.released = True
+        self.slot_code, self.slot_entry, self.mask = np.zeros(16, np.uint64), np.full(16, -1, np.int32), 15
+        self.nparts = 0
+        self.p_slot_code = self.p_code = np.zeros((1, 1), np.uint64)
+        self.p_slot_entry = np.full((1, 1), -1, np.int32)
+        self.p_count = np.zeros((1, 1, 2), np.int64)
+        self.p_entry_slot = np.zeros((1, 1), np.int64)
+        self.p_size = np.zeros(1, np.int64)
+
     cdef _prepare_parts(self, int nparts):
+        if self.released:
+            raise ValueError("HistoryCounter: its tables were released (the pass that owned it ended)")
         if nparts == self.nparts:
             return
         cdef int64_t per_part = 2 * self.room  # an A and a B code per photon
@@ -131,8 +152,10 @@ cdef class HistoryCounter:
             self._merge_part(p)
 
     cdef void _merge_part(self, int p) noexcept nogil:
-        cdef int64_t j, e
-        for j in range(self.p_size[p]):
+        cdef int64_t j, e, n = self.p_size[p]
+        for j in range(n):
+            if j + _AHEAD < n:  # a private table of new codes probes the global one at random
+                _prefetch_slot(&self.slot_code[0], &self.slot_entry[0], self.mask, self.p_code[p, j + _AHEAD])
             e = _entry_for(&self.slot_code[0], &self.slot_entry[0], self.mask,
                            &self.code[0], &self.count[0, 0], NULL, &self.size, self.p_code[p, j])
             self.count[e, 0] += self.p_count[p, j, 0]
@@ -199,6 +222,8 @@ cdef class HistoryCounter:
         cdef const int64_t[:, ::1] k = np.ascontiguousarray(counts, dtype=np.int64).reshape(-1, 2)
         if c.shape[0] != k.shape[0]:
             raise ValueError("add_counts: codes and counts differ in length")
+        if self.released:
+            raise ValueError("HistoryCounter: its tables were released (the pass that owned it ended)")
         self._reserve(c.shape[0])
         cdef Py_ssize_t j
         cdef int64_t e
@@ -208,7 +233,8 @@ cdef class HistoryCounter:
             self.count[e, 0] += k[j, 0]
             self.count[e, 1] += k[j, 1]
 
-    def result(self):
-        """(codes uint64 (G,), counts int64 (G, 2))."""
-        return (np.asarray(self.code)[:self.size].copy(),
-                np.asarray(self.count)[:self.size].copy())
+    def result(self, bint copy=True):
+        """(codes uint64 (G,), counts int64 (G, 2)); with ``copy`` False views of the
+        counter's own arrays (for a caller that counts nothing more)."""
+        codes, counts = np.asarray(self.code)[:self.size], np.asarray(self.count)[:self.size]
+        return (codes.copy(), counts.copy()) if copy else (codes, counts)

@@ -89,6 +89,7 @@ cdef class PairPass:
     cdef readonly MigrationCounter migrations
     cdef readonly int rounds
     cdef bint finished
+    cdef bint indexed  # the index knows every history counted in both events (_grow_index)
     # groups given to histories found during a round (rows reserved beyond the index)
     cdef dict found
     cdef list found_codes
@@ -105,6 +106,7 @@ cdef class PairPass:
                                                records=records, finals=finals, maxrec=maxrec)
         self.rounds = 0
         self.finished = False
+        self.indexed = True
         self.found, self.found_codes, self.found_first, self.found_room = {}, [], 0, 0
 
     def add(self, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a, const uint64_t[:] seq_b,
@@ -159,7 +161,9 @@ cdef class PairPass:
         # and aggregate (the two-pass way)
         cdef bint count_first = len(acc.index) == 0, now
         cdef PyObject* finder
+        cdef int64_t counted_now, entries_before
         while len(todo):
+            before = resume.copy()
             now = not count_first or not (state[todo] == _TO_COUNT).any()  # deviations this round
             nparts = acc.n_threads
             hc._prepare_parts(nparts)
@@ -216,9 +220,15 @@ cdef class PairPass:
             if self.found_codes:  # the groups given during the round join the index, in their order
                 acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.array(self.found_codes, np.uint64)])))
                 self.found_codes, self.found_room = [], 0
+            entries_before = hc.size
             hc._merge_parts()
             if mc is not None:
                 mc._merge_parts()
+            counted_now = int((resume - before).sum())
+            if counted_now:
+                self.indexed = False
+                if count_first and (state[todo] == _TO_COUNT).any():
+                    self._expect_histories(hc.size - entries_before, counted_now, resume, start, stop)
             if (state[todo] == _COUNTED).any() and not (count_first and (state[todo] == _TO_COUNT).any()):
                 if self._grow_index(count_first) > MANY_NEW_HISTORIES:
                     count_first = True
@@ -242,17 +252,31 @@ cdef class PairPass:
         self.found_codes.append(code)
         return g
 
+    cdef _expect_histories(self, int64_t found, int64_t counted, resume, Py_ssize_t start, Py_ssize_t stop):
+        """Room in the counter, at once, for the histories the photons still to count
+        would bring at the rate of this round (``found`` new among ``counted`` photons):
+        with a million distinct histories the table is sized once instead of doubling
+        a dozen times. The slot table keeps its power-of-two size (no margin past it)."""
+        ends = np.minimum(start + np.arange(1, len(resume) + 1, dtype=np.int64) * _SUM_BLOCK, stop)
+        left = int((ends - resume).sum())  # photons of the blocks not counted to their end
+        cdef int64_t want = self.counter.size + (found * left + counted - 1) // counted
+        if want <= 2 * self.counter.size:
+            return  # doubling does as well
+        self.counter._expect(max(want, min(want + want // 16, _capacity_for(want) // 2)))
+
     cdef Py_ssize_t _grow_index(self, bint exact=True):
         """Groups for every history now counted in both events that the index lacks
         (new codes after the old: rows already made keep their numbers); how many.
         ``exact``: rows for these groups only (else room to grow, see _regroup)."""
         cdef DeviationAccumulator acc = self.deviations
         cdef HistoryCounter hc = self.counter
-        codes, counts = np.asarray(hc.code)[:hc.size], np.asarray(hc.count)[:hc.size]  # views
+        codes, counts = hc.result(copy=False)
         both = codes[(counts[:, 0] > 0) & (counts[:, 1] > 0)]
-        new = both[acc.index.lookup(both) < 0]
+        new = both[acc.index.lookup(both) < 0] if len(acc.index) else both
         if len(new):
-            acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.sort(new)])), exact)
+            new.sort()  # a copy of the counter's codes, sorted in place
+            acc._regroup(GroupIndex(np.concatenate([acc.index.codes, new]) if len(acc.index) else new), exact)
+        self.indexed = True
         return len(new)
 
     def result(self):
@@ -264,16 +288,20 @@ cdef class PairPass:
         if self.finished:
             raise ValueError("PairPass: result() can be taken once")
         self.finished = True
-        self._grow_index()
-        codes, counts = self.counter.result()
+        if not self.indexed:
+            self._grow_index()
+        codes, counts = self.counter.result(copy=False)  # the counter is done: views
+        self.counter._release()  # its slot tables, before the tables' merge needs memory
         res = self.deviations.result(copy=False)
         groups = self.deviations.index.codes
-        order = np.argsort(groups)
-        if np.any(order != np.arange(len(order))):
+        self.deviations.index._release()
+        if len(groups) > 1 and not bool((groups[:-1] < groups[1:]).all()):  # groups found in a round
+            order = np.argsort(groups)
             for key in ("records", "slots", "finals", "sums"):
                 if key in res:  # the rows are ours alone (views of the finished tables or merged copies)
                     _take_in_place(res[key], order)
-        return codes, counts, groups[order], res
+            groups = groups[order]
+        return codes, counts, groups, res
 
 
 cdef _take_in_place(rows, const int64_t[::1] order):

@@ -148,3 +148,59 @@ def test_histories_found_during_a_round_get_their_groups(cyext, tmp_path, monkey
     assert (one.rounds == len(ranges) + 1) == (new_groups == 1024)  # the first chunk counts first
     assert_same(cyext, got, two_pass(cyext, pair, cuts, 2, ranges, True, True))
     assert_same_migrations(mig.result(), separate_migrations(cyext, pair, ranges, 2))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 5000), n_codes=st.sampled_from([1, 7, 3000]), seed=st.integers(0, 2**16),
+       records=st.sampled_from([True, ("rpost",), ("rtime",), ("rpol", "rtime")]), finals=st.booleans())
+def test_result_without_copies_is_the_merged_result(cyext, tmp_path_factory, n, n_codes, seed, records, finals):
+    """One part, copy=False: the slot maxima written over the lanes, the rows as views,
+    the pages past them given back: the same bytes as the merged copies, every time."""
+    pair = EventPair.open(*random_pair(tmp_path_factory.mktemp("p"), n, seed=seed, n_codes=n_codes, p_aligned=0.6,
+                                       nan=2, extreme=True))
+    cuts = Cuts.for_domains(pair.domains)
+    counter = cyext.HistoryCounter()
+    counter.add(pair.a.seqhis, pair.b.seqhis)
+    codes, counts = counter.result(copy=False)
+    view_codes, view_counts = counter.result()
+    assert np.array_equal(codes, view_codes) and np.array_equal(counts, view_counts)
+    groups = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1]).groups()
+
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 1,
+                                     records=records, finals=finals, maxrec=pair.a.rx.shape[1])
+    twin = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 1,
+                                      records=records, finals=finals, maxrec=pair.a.rx.shape[1])
+    for x in (acc, twin):
+        x.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, 0, n)
+    want = twin.result()
+    first, again = acc.result(copy=False), acc.result(copy=False)
+    assert first.keys() == want.keys() == again.keys()
+    for key in want:
+        assert first[key].tobytes() == want[key].tobytes() == again[key].tobytes(), key
+
+
+def test_one_thread_pass_with_rows_reserved_past_its_groups(cyext, tmp_path):
+    """One thread, later chunks finding histories: rows reserved past the groups (given
+    back at the end), the slot maxima made over the lanes, the rows put in code order."""
+    n = 4 * cyext.SUM_BLOCK + 77
+    pair = EventPair.open(*random_pair(tmp_path, n, n_codes=20_000, p_aligned=0.7, seed=5, nan=2))
+    cuts = Cuts.for_domains(pair.domains)
+    ranges = _ranges(n, cyext.SUM_BLOCK)
+    one, got = one_pass(cyext, pair, cuts, 1, ranges, True, True)
+    assert one.deviations.rows > len(got[2])  # rows were reserved past the groups
+    assert_same(cyext, got, two_pass(cyext, pair, cuts, 1, ranges, True, True))
+
+
+def test_a_finished_pass_releases_its_hash_tables(cyext, tmp_path):
+    pair = EventPair.open(*random_pair(tmp_path, 3000, n_codes=50))
+    cuts = Cuts.for_domains(pair.domains)
+    one, (codes, counts, groups, _) = one_pass(cyext, pair, cuts, 2, [(0, 3000)], True, True)
+    assert counts.sum() == 6000 and len(one.counter) == len(codes)
+    with pytest.raises(ValueError, match="released"):
+        one.counter.add(pair.a.seqhis, pair.b.seqhis)
+    with pytest.raises(ValueError, match="released"):
+        one.counter.add_counts(codes, counts)
+    with pytest.raises(ValueError, match="released"):
+        one.deviations.index.lookup(groups)
+    with pytest.raises(ValueError):
+        one.deviations.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, 0, 3000)
