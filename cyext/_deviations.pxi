@@ -148,6 +148,14 @@ cdef extern from *:
         int32_t *pos, *blk_group;
         double *blk_sum;
     } cyext_block;
+    /* Software prefetch CYEXT_AHEAD photons ahead of the hardware's: the pass reads six
+       streams at once (rx, ox and ph of A and B) and, on 2 threads, keeps more lines in
+       flight this way than the hardware prefetcher alone does (docs/kernels.md,
+       "Prefetch"). One hint per 64-byte line of a photon's records (16 maxrec bytes);
+       hints past the event's end are harmless (they never fault). */
+    #define CYEXT_AHEAD 16
+    #define CYEXT_PREFETCH_RECORDS(P, MAXREC)                                                 \\
+        for (ptrdiff_t o_ = 0; o_ < 16 * (ptrdiff_t)(MAXREC); o_ += 64) CYEXT_PREFETCH((P) + o_)
     #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS)                                      \\
         for (ptrdiff_t i = i0; i < i0 + n; i++) {                                             \\
             const int32_t g = groups[i - i0];                                                 \\
@@ -156,12 +164,16 @@ cdef extern from *:
                 continue;                                                                     \\
             }                                                                                 \\
             if (MASK) {                                                                       \\
+                CYEXT_PREFETCH_RECORDS(b.ra + (i + CYEXT_AHEAD) * b.ras, b.maxrec);           \\
+                CYEXT_PREFETCH_RECORDS(b.rb + (i + CYEXT_AHEAD) * b.rbs, b.maxrec);           \\
                 int32_t d3[3];                                                                \\
                 SLOTS((const int16_t *)(b.ra + i * b.ras), (const int16_t *)(b.rb + i * b.rbs), \\
                       b.maxrec, b.slot + (ptrdiff_t)g * 8 * b.maxrec, d3, MASK);              \\
                 cyext_record_update(b.rec + g, d3, b.thr, i, MASK);                           \\
             }                                                                                 \\
             if (FINALS) {                                                                     \\
+                CYEXT_PREFETCH(b.oa + (i + CYEXT_AHEAD) * b.oas);                             \\
+                CYEXT_PREFETCH(b.ob + (i + CYEXT_AHEAD) * b.obs);                             \\
                 const double d = FINAL((const float *)(b.oa + i * b.oas), (const float *)(b.ob + i * b.obs)); \\
                 if (cyext_final_update(b.fin + g, d, b.cut, i)) {                             \\
                     int32_t q = b.pos[g];                                                     \\

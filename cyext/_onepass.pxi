@@ -28,18 +28,19 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
     cdef const char* sa = x.sa
     cdef const char* sb = x.sb
     cdef Py_ssize_t sas = x.sas, sbs = x.sbs
-    cdef uint64_t ca, cb, last_a = 0
-    cdef int64_t ea = -1, eb, n, unknown = 0
-    cdef int32_t g = -1
+    cdef uint64_t ca, cb
+    cdef int64_t ea, eb, n, unknown = 0
+    cdef int32_t g
     for i in range(s, e):
         ca = _seq_at(sa, sas, i)
         cb = _seq_at(sb, sbs, i)
-        if ea < 0 or ca != last_a:  # histories repeat a lot: remember the last entry
-            n = size[0]
-            ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
-            if ea == n:  # a new entry
-                entry_group[ea] = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
-            last_a, g = ca, entry_group[ea]
+        # every photon probes the (small, cached) table: remembering the last code saves
+        # less than its branch costs, as consecutive photons' histories differ unpredictably
+        n = size[0]
+        ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
+        if ea == n:  # a new entry
+            entry_group[ea] = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+        g = entry_group[ea]
         count[2 * ea] += 1
         if cb == ca:
             count[2 * ea + 1] += 1
