@@ -130,7 +130,7 @@ cdef class _BlockSums:
 cdef extern from *:
     """
     /* One block of the deviation pass, in C so that each SIMD path is one loop with its
-       per-photon kernels inlined (docs/kernels.md, "SIMD paths"): photons i0 .. i0+n-1,
+       per-photon kernels inlined (docs/kernels.md, "The block loop"): photons i0 .. i0+n-1,
        photon i's group groups[i - i0] (< 0: skipped; -1, a history the index lacks,
        counted in *unknown). Its record deviations and slot maxima go to its group's
        rows, its ox deviation to its group's row and, in photon order, to the block's
@@ -674,14 +674,16 @@ cdef object _slot_maxima_in_place(lanes, Py_ssize_t G, int mask):
     row_ = np.empty(3 * R, dtype=np.uint16)
     cdef uint16_t[::1] row_v = row_
     cdef uint16_t* row = &row_v[0]
-    cdef bint m0 = mask & 1, m1 = mask & 2, m2 = mask & 4
+    cdef uint16_t m[3]
+    cdef int k
     with nogil:
         for g in range(G):
             x = base + g * R * _SLOT_LANES
-            for r in range(R):  # lanes as merge_slot_partials: x, y, z | t | pol x, y, z
-                row[r] = max(x[0], x[1], x[2]) if m0 else 0
-                row[R + r] = x[3] if m1 else 0
-                row[2 * R + r] = max(x[4], x[5], x[6]) if m2 else 0
+            for r in range(R):  # as merge_slot_partials
+                m[0] = m[1] = m[2] = 0
+                _take_slot_lanes(x, m)
+                for k in range(3):
+                    row[k * R + r] = m[k] if (mask >> k) & 1 else 0
                 x += _SLOT_LANES
             memcpy(base + g * 3 * R, row, 3 * R * sizeof(uint16_t))
         _drop_pages(<char*>(base + G * 3 * R), <char*>(base + v.shape[0]))

@@ -474,6 +474,13 @@ def merge_record_partials(partials):
 SLOT_LANES = ((0, 1, 2), (3,), (4, 5, 6))
 
 
+cdef inline void _take_slot_lanes(const uint16_t* x, uint16_t* m) noexcept nogil:
+    """m[k] = max(m[k], the lanes SLOT_LANES[k] of one slot's 8 lanes ``x``)."""
+    m[0] = max(m[0], x[0], x[1], x[2])
+    m[1] = max(m[1], x[3])
+    m[2] = max(m[2], x[4], x[5], x[6])
+
+
 def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec):
     """Empty per-slot maxima (n_parts, n_groups, maxrec, 8) uint16: lane c of slot r of a
     group is the largest |A - B| of its photons there, in stored counts (lanes x, y, z, t,
@@ -495,18 +502,16 @@ def merge_slot_partials(partials, int mask=7):
     cdef const uint16_t[:, :, :, ::1] x = partials
     cdef uint16_t[:, :, ::1] o = out
     cdef Py_ssize_t p, g, r
-    cdef uint16_t m0, m1, m2
+    cdef int k
+    cdef uint16_t m[3]
     with nogil:
         for g in range(G):
             for r in range(R):
-                m0 = m1 = m2 = 0
+                m[0] = m[1] = m[2] = 0
                 for p in range(P):
-                    m0 = max(m0, x[p, g, r, 0], x[p, g, r, 1], x[p, g, r, 2])
-                    m1 = max(m1, x[p, g, r, 3])
-                    m2 = max(m2, x[p, g, r, 4], x[p, g, r, 5], x[p, g, r, 6])
-                o[g, 0, r] = m0 if mask & 1 else 0
-                o[g, 1, r] = m1 if mask & 2 else 0
-                o[g, 2, r] = m2 if mask & 4 else 0
+                    _take_slot_lanes(&x[p, g, r, 0], m)
+                for k in range(3):
+                    o[g, k, r] = m[k] if (mask >> k) & 1 else 0
     return out
 
 
