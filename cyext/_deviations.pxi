@@ -592,7 +592,7 @@ cdef class DeviationAccumulator:
                 out["records"] = merge_record_partials(self.record_partials[:, :G])
                 if self.levels_made:  # made in place already
                     return out | self._rest(copy, G)
-            if G:  # exact-level counts -> beyond each cut (_record_update)
+            if G:  # exact-level counts -> beyond each cut (cyext_record_update)
                 rows = _record_rows(out["records"].reshape(1, G), 0)
                 _cumulative_levels(rows, G)
         return out | self._rest(copy, G)

@@ -205,29 +205,9 @@ cdef extern from *:
        ``slots`` is the photon's group's row, maxrec x 8 uint16 lanes (x, y, z, t, pol x,
        y, z, wavelength): each becomes max(itself, this photon's |A - B| there); the
        tables' per-slot maxima are taken over the lanes when the partials are merged
-       (merge_slot_partials). ``mask`` is a compile-time constant in each of the seven
-       specialisations below. Lanes of tables not in ``mask`` may hold anything. */
-    /* The batch loop, compiled once per ISA and table mask (KERNEL and MASK are
-       compile-time): photon j of a batch at ra + j * ras, skipped when groups[j] < 0;
-       its d at d + 3 * j, its group's slot row at slots + groups[j] * maxrec * 8. */
-    #define CYEXT_SLOTS_BATCH(KERNEL, MASK)                                                   \\
-        for (ptrdiff_t j = 0; j < n; j++) {                                                   \\
-            const int32_t g = groups[j];                                                      \\
-            if (g < 0) continue;                                                              \\
-            KERNEL((const int16_t *)(ra + j * ras), (const int16_t *)(rb + j * rbs), maxrec,  \\
-                   slots + (ptrdiff_t)g * 8 * maxrec, d + 3 * j, MASK);                       \\
-        }
-    #define CYEXT_SLOTS_BATCH_MASKS(KERNEL)                                                   \\
-        switch (mask) {                                                                       \\
-        case 1: CYEXT_SLOTS_BATCH(KERNEL, 1) break;                                           \\
-        case 2: CYEXT_SLOTS_BATCH(KERNEL, 2) break;                                           \\
-        case 3: CYEXT_SLOTS_BATCH(KERNEL, 3) break;                                           \\
-        case 4: CYEXT_SLOTS_BATCH(KERNEL, 4) break;                                           \\
-        case 5: CYEXT_SLOTS_BATCH(KERNEL, 5) break;                                           \\
-        case 6: CYEXT_SLOTS_BATCH(KERNEL, 6) break;                                           \\
-        case 7: CYEXT_SLOTS_BATCH(KERNEL, 7) break;                                           \\
-        default: break;                                                                       \\
-        }
+       (merge_slot_partials). ``mask`` is a compile-time constant in each loop of
+       cyext_deviation_block (_deviations.pxi), which inlines the path's form. Lanes of
+       tables not in ``mask`` may hold anything. */
     #if defined(CYEXT_SSE2)
     /* One slot's 8 lanes of |a - b|: lanes 0..3 of the q0 words (max - min of int16
        fits a uint16), lanes 4..7 of the q1 bytes 0..3 (pol x, y, z, wavelength), widened.
@@ -304,12 +284,6 @@ cdef extern from *:
             acc = _mm_max_epu16(acc, v);
         }
         CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
-    }
-    /* a whole batch in AVX2: the kernel inlined into the loop, one call a batch */
-    static CYEXT_AVX2_FN void cyext_record_slots_batch_avx2(
-            const char *ra, ptrdiff_t ras, const char *rb, ptrdiff_t rbs, int maxrec,
-            const int32_t *groups, ptrdiff_t n, uint16_t *slots, int32_t *d, int mask) {
-        CYEXT_SLOTS_BATCH_MASKS(cyext_record_slots_avx2_t)
     }
     /* AVX-512BW: four slots per 512-bit register (the 128-bit lanes independent, as in
        AVX2), the last one to three under a mask: masked-off words load as 0 on both
@@ -406,7 +380,7 @@ cdef void _clear_record_rows(_RecordRow* row, Py_ssize_t n) noexcept nogil:
 
 
 cdef void _cumulative_levels(_RecordRow* row, Py_ssize_t n) noexcept nogil:
-    """Partial rows' exact-level counts -> photons beyond each cut (see _record_update)."""
+    """Partial rows' exact-level counts -> photons beyond each cut (see cyext_record_update)."""
     cdef Py_ssize_t g
     cdef int k
     cdef int64_t* c
