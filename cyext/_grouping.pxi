@@ -28,6 +28,12 @@ cdef enum:
     _AHEAD = 16
 
 
+cdef tuple _released_slots():
+    """(slot_code, slot_entry, mask) of an empty 16-slot table: what a released table
+    keeps in place of its own (freed) slot tables."""
+    return np.zeros(16, np.uint64), np.full(16, -1, np.int32), 15
+
+
 cdef inline void _prefetch_slot(const uint64_t* slot_code, const int32_t* slot_entry,
                                 uint64_t mask, uint64_t code) noexcept nogil:
     cdef uint64_t h = _mix(code) & mask
@@ -105,7 +111,7 @@ cdef class GroupIndex:
     cdef _release(self):
         """Free the slot tables (a pass that ended keeps only the codes)."""
         self.released = True
-        self.slot_code, self.slot_entry, self.mask = np.zeros(16, np.uint64), np.full(16, -1, np.int32), 15
+        self.slot_code, self.slot_entry, self.mask = _released_slots()
 
     cdef _check(self):
         if self.released:

@@ -120,7 +120,7 @@ cdef class HistoryCounter:
         """Free the slot tables and the private tables (a million codes take more room
         there than in the codes and counts): result(copy=False) stays; counting raises."""
         self.released = True
-        self.slot_code, self.slot_entry, self.mask = np.zeros(16, np.uint64), np.full(16, -1, np.int32), 15
+        self.slot_code, self.slot_entry, self.mask = _released_slots()
         self.nparts = 0
         self.p_slot_code = self.p_code = np.zeros((1, 1), np.uint64)
         self.p_slot_entry = np.full((1, 1), -1, np.int32)
@@ -128,9 +128,12 @@ cdef class HistoryCounter:
         self.p_entry_slot = np.zeros((1, 1), np.int64)
         self.p_size = np.zeros(1, np.int64)
 
-    cdef _prepare_parts(self, int nparts):
+    cdef _check(self):
         if self.released:
             raise ValueError("HistoryCounter: its tables were released (the pass that owned it ended)")
+
+    cdef _prepare_parts(self, int nparts):
+        self._check()
         if nparts == self.nparts:
             return
         cdef int64_t per_part = 2 * self.room  # an A and a B code per photon
@@ -222,8 +225,7 @@ cdef class HistoryCounter:
         cdef const int64_t[:, ::1] k = np.ascontiguousarray(counts, dtype=np.int64).reshape(-1, 2)
         if c.shape[0] != k.shape[0]:
             raise ValueError("add_counts: codes and counts differ in length")
-        if self.released:
-            raise ValueError("HistoryCounter: its tables were released (the pass that owned it ended)")
+        self._check()
         self._reserve(c.shape[0])
         cdef Py_ssize_t j
         cdef int64_t e

@@ -62,8 +62,8 @@ cdef extern from *:
        with _M_X64/_M_AMD64 and SSE2 on 32-bit x86 with _M_IX86_FP >= 2. CYEXT_AVX2 (and
        its AVX-512 forms): GCC and Clang on x86, which compile single functions for AVX2 or
        AVX-512BW (target attribute) and ask the CPU at run time; MSVC and other machines
-       keep SSE2/scalar. CYEXT_NO_SIMD
-       (setup.py: CYEXT_SIMD=0) forces the scalar loops, for tests. */
+       keep SSE2/scalar. CYEXT_NO_SIMD (setup.py: CYEXT_SIMD=0) forces the scalar loops,
+       for tests. */
     #if !defined(CYEXT_NO_SIMD) && (defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64) \\
                                     || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
     #define CYEXT_SSE2 1

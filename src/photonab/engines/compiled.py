@@ -43,6 +43,13 @@ class CythonEngine:
                 add(start, stop)
                 bar.update(stop - start)
 
+    @staticmethod
+    def _tables_asked(pair: EventPair, tables) -> dict:
+        """The keywords of a deviation pass (DeviationAccumulator, PairPass) that make it
+        compute only ``tables``."""
+        return {"records": [t for t in RECORD_TABLES if t in tables], "finals": "ox" in tables,
+                "maxrec": pair.a.rx.shape[1]}
+
     def histories(self, pair: EventPair, progress=no_progress) -> HistoryCounts:
         counter = self.cyext.HistoryCounter()
         sa, sb = pair.a.seqhis, pair.b.seqhis
@@ -52,9 +59,8 @@ class CythonEngine:
 
     def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
                    progress=no_progress) -> dict[str, DeviationAggregate]:
-        acc = self.cyext.DeviationAccumulator(
-            self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, self.n_threads,
-            records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables, maxrec=pair.a.rx.shape[1])
+        acc = self.cyext.DeviationAccumulator(self.cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values,
+                                              self.n_threads, **self._tables_asked(pair, tables))
         a, b = pair.a, pair.b
         self.stream(pair, progress, "deviations",
                      lambda start, stop: acc.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop))
@@ -69,9 +75,8 @@ class CythonEngine:
         Returns (HistoryCounts, {table: DeviationAggregate}, the migration pass or None)."""
         from ..migration import first_pass_counter
         mig = None if migrated is None else first_pass_counter(migrated, room=self.cyext.SUM_BLOCK)
-        one = self.cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, self.n_threads,
-                                  records=[t for t in RECORD_TABLES if t in tables], finals="ox" in tables,
-                                  maxrec=pair.a.rx.shape[1], migrations=mig)
+        one = self.cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, self.n_threads, migrations=mig,
+                                  **self._tables_asked(pair, tables))
         a, b = pair.a, pair.b
         self.stream(pair, progress, "photons",
                      lambda start, stop: one.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop))
