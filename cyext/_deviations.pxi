@@ -147,6 +147,7 @@ cdef extern from *:
         cyext_final_row *fin;           /* its ox rows (NULL: no ox table) */
         int32_t *pos, *blk_group;
         double *blk_sum;
+        int rows_ahead;                 /* prefetch the rows of the photon CYEXT_AHEAD on */
     } cyext_block;
     /* Software prefetch CYEXT_AHEAD photons ahead of the hardware's: the pass reads six
        streams at once (rx, ox and ph of A and B) and, on 2 threads, keeps more lines in
@@ -156,9 +157,29 @@ cdef extern from *:
     #define CYEXT_AHEAD 16
     #define CYEXT_PREFETCH_RECORDS(P, MAXREC)                                                 \\
         for (ptrdiff_t o_ = 0; o_ < 16 * (ptrdiff_t)(MAXREC); o_ += 64) CYEXT_PREFETCH((P) + o_)
+    /* With many groups the rows are far bigger than the caches and a photon's rows are
+       random lines: their hints go out CYEXT_AHEAD photons early too (rows_ahead) */
+    #define CYEXT_PREFETCH_ROWS(G, MASK, FINALS)                                              \\
+        do {                                                                                  \\
+            if (MASK) {                                                                       \\
+                const char *r_ = (const char *)(b.rec + (G));                                 \\
+                CYEXT_PREFETCH(r_); CYEXT_PREFETCH(r_ + 64); CYEXT_PREFETCH(r_ + sizeof(cyext_record_row) - 1); \\
+                CYEXT_PREFETCH_RECORDS((const char *)(b.slot + (ptrdiff_t)(G) * 8 * b.maxrec), b.maxrec); \\
+                CYEXT_PREFETCH((const char *)(b.slot + (ptrdiff_t)((G) + 1) * 8 * b.maxrec) - 1); \\
+            }                                                                                 \\
+            if (FINALS) {                                                                     \\
+                CYEXT_PREFETCH(b.fin + (G));                                                  \\
+                CYEXT_PREFETCH((const char *)(b.fin + (G) + 1) - 1);                          \\
+                CYEXT_PREFETCH(b.pos + (G));                                                  \\
+            }                                                                                 \\
+        } while (0)
     #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS)                                      \\
         for (ptrdiff_t i = i0; i < i0 + n; i++) {                                             \\
             const int32_t g = groups[i - i0];                                                 \\
+            if (b.rows_ahead && i + CYEXT_AHEAD < i0 + n) {                                   \\
+                const int32_t ga_ = groups[i - i0 + CYEXT_AHEAD];                             \\
+                if (ga_ >= 0) CYEXT_PREFETCH_ROWS(ga_, MASK, FINALS);                         \\
+            }                                                                                 \\
             if (g < 0) {                                                                      \\
                 unknown += g != CYEXT_NOT_ALIGNED;                                            \\
                 continue;                                                                     \\
@@ -250,20 +271,32 @@ cdef extern from *:
         int32_t* pos
         int32_t* blk_group
         double* blk_sum
+        int rows_ahead
     Py_ssize_t _deviation_loop "cyext_deviation_block"(
         const _Block* b, Py_ssize_t i0, Py_ssize_t n, const int32_t* groups, int mask, int finals,
         Py_ssize_t nq, int64_t* unknown) noexcept nogil
 
 
 cdef enum:
+    # groups beyond which a thread's rows (about 400 bytes a group) outgrow the caches
+    _ROWS_CACHED = 4096
     _LOOKUP_BATCH = 512  # photons whose groups _deviation_block looks up at a time (on the stack)
 
 
+cdef inline int _owner_of(uint64_t code, int owners) noexcept nogil:
+    """The thread that owns a history's rows when the threads share one table (the high
+    bits of the hash: the low ones pick the slot)."""
+    return <int>((_mix(code) >> 32) % <uint64_t>owners)
+
+
 cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _Partials* p, int t,
-                           _BlockSum blk, const int32_t* groups, int64_t* unknown) noexcept nogil:
+                           _BlockSum blk, const int32_t* groups, int64_t* unknown,
+                           int owner=0, int owners=1) noexcept nogil:
     """The deviations of the aligned photons [s, e) into thread ``t``'s partial rows;
     their ox sums into ``blk``, in photon order (the fixed association). ``groups``
-    (NULL: look them up here) holds each photon's group, _NOT_ALIGNED for the others."""
+    (NULL: look them up here) holds each photon's group, _NOT_ALIGNED for the others.
+    With ``owners`` > 1 (and groups NULL) only the photons whose history ``owner``
+    owns (_owner_of) are taken: threads that share one table each take their own."""
     cdef _Block b
     cdef int32_t found[_LOOKUP_BATCH]
     cdef Py_ssize_t i, j0, n, nq = 0
@@ -281,6 +314,7 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _
     b.fin = p.fin + t * p.G if p.fin else NULL
     b.pos = p.pos + t * p.pos_stride
     b.blk_group, b.blk_sum = blk.blk_group, blk.blk_sum
+    b.rows_ahead = p.G > _ROWS_CACHED
     if groups != NULL:  # found while counting the block: ph is not read again
         nq = _deviation_loop(&b, s, e - s, groups, x.rmask, x.finals, nq, unknown)
     else:
@@ -288,8 +322,10 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _
         while j0 < e:
             n = min(<Py_ssize_t>_LOOKUP_BATCH, e - j0)
             for i in range(j0, j0 + n):
+                if b.rows_ahead and i + _AHEAD < e:  # many groups: the index is far bigger than the caches
+                    _prefetch_slot(x.slot_code, x.slot_entry, x.mask, _seq_at(x.sa, x.sas, i + _AHEAD))
                 ca = _seq_at(x.sa, x.sas, i)
-                if ca != _seq_at(x.sb, x.sbs, i):
+                if ca != _seq_at(x.sb, x.sbs, i) or (owners > 1 and _owner_of(ca, owners) != owner):
                     found[i - j0] = _NOT_ALIGNED
                     continue
                 if last_g < 0 or ca != last:  # histories repeat a lot: remember the last lookup
@@ -351,12 +387,12 @@ cdef class DeviationAccumulator:
         if (np.diff(self.thresholds, axis=1) < 0).any():  # the rows count photons by level
             raise ValueError(f"thresholds must not decrease with the level, got {self.thresholds.tolist()}")
         _check_cuts(self.cuts)
-        self.record_partials = new_record_partials(G if self.records else 0, self.n_threads)
+        self.record_partials = new_record_partials(G if self.records else 0, self.n_threads, self.n_threads_asked)
         self.maxrec = -1
         self.slot_partials = None
         if maxrec is not None:
             self._set_maxrec(int(maxrec))
-        self.final_partials = new_final_partials(G if finals else 0, self.n_threads)
+        self.final_partials = new_final_partials(G if finals else 0, self.n_threads, self.n_threads_asked)
         self.sums = np.zeros(G if finals else 0)
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
@@ -371,7 +407,8 @@ cdef class DeviationAccumulator:
                 raise ValueError(f"maxrec differs: the accumulator has {self.maxrec}, the records {maxrec}")
             return
         self.maxrec = maxrec
-        self.slot_partials = new_slot_partials(self.rows if self.records else 0, self.n_threads, maxrec)
+        self.slot_partials = new_slot_partials(self.rows if self.records else 0, self.n_threads, maxrec,
+                                               self.n_threads_asked)
 
     cdef _fill_inputs(self, _Inputs* x, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a,
                       const uint64_t[:] seq_b, Py_ssize_t start, Py_ssize_t stop):
@@ -383,6 +420,9 @@ cdef class DeviationAccumulator:
         cdef const float[:, :, :] oxb
         if seq_b.shape[0] != n:
             raise ValueError(f"seq_b has {seq_b.shape[0]} photons, seq_a has {n}")
+        if n > MAX_PHOTONS:
+            raise ValueError(f"{n} photons: a history's level counts are 32-bit, so an event may have at most "
+                             f"{MAX_PHOTONS}; compare it in slices (--msli)")
         if not 0 <= start <= stop <= n:
             raise ValueError(f"photon range [{start}, {stop}) outside 0..{n}")
         if start % _SUM_BLOCK:
@@ -467,10 +507,11 @@ cdef class DeviationAccumulator:
             if slots is not None:
                 slots = slots.max(axis=0, keepdims=True)
         self.n_threads, self.rows = P2, R2
-        self.record_partials = _grown(rec, new_record_partials(R2 if self.records else 0, P2))
-        self.final_partials = _grown(fin, new_final_partials(R2 if self.finals else 0, P2))
+        self.record_partials = _grown(rec, new_record_partials(R2 if self.records else 0, P2, self.n_threads_asked))
+        self.final_partials = _grown(fin, new_final_partials(R2 if self.finals else 0, P2, self.n_threads_asked))
         if slots is not None:
-            self.slot_partials = _grown(slots, new_slot_partials(R2 if self.records else 0, P2, self.maxrec))
+            self.slot_partials = _grown(slots, new_slot_partials(R2 if self.records else 0, P2, self.maxrec,
+                                                                        self.n_threads_asked))
         self.pos = np.full((P2, max(R2, 1)), -1, dtype=np.int32)
         if self.finals:
             self.sums = np.concatenate([self.sums, np.zeros(R2 - R)])
@@ -535,7 +576,7 @@ cdef class DeviationAccumulator:
                                  "not in the index; nothing was added")
         cdef Py_ssize_t nblocks = _n_blocks(start, stop, _SUM_BLOCK)
         blocks = np.arange(nblocks, dtype=np.int64)
-        unknown = np.zeros(self.n_threads, dtype=np.int64)
+        unknown = np.zeros(self.n_threads_asked, dtype=np.int64)
         sums = self._deviation_round(&x, start, stop, blocks, np.ones(nblocks, dtype=np.uint8), unknown)
         if unknown.any():
             if saved is not None:
@@ -555,18 +596,31 @@ cdef class DeviationAccumulator:
         (per thread) and skipped."""
         cdef Py_ssize_t nb = len(blocks), k, bs
         cdef int t
-        cdef _BlockSums scratch = _BlockSums(max(nb, 1), len(self.index), self.finals)
+        # rows for one part only (PARTIALS_BUDGET) but more threads asked: the threads
+        # share the one table, each taking the histories it owns in every block
+        cdef int owners = self.n_threads_asked if self.n_threads == 1 and len(self.index) > _ROWS_CACHED else 1
+        cdef _BlockSums scratch = _BlockSums(max(nb * owners, 1), len(self.index), self.finals)
         cdef _BlockScratch sv = scratch.view()
         cdef const int64_t[::1] bl = blocks
         cdef const uint8_t[::1] td = todo
         cdef int64_t[::1] unk = unknown
         cdef _Partials p = self._partials()
         with nogil:
-            for k in prange(nb, schedule="dynamic", num_threads=self.n_threads):
-                if td[k]:
-                    t = cyext_thread_id()
-                    bs = start + bl[k] * _SUM_BLOCK
-                    _deviation_block(x, bs, min(bs + _SUM_BLOCK, stop), &p, t, _block_at(&sv, k), NULL, &unk[t])
+            if owners > 1:
+                for t in prange(owners, schedule="static", num_threads=owners):
+                    for k in range(nb):
+                        if td[k]:
+                            bs = start + bl[k] * _SUM_BLOCK
+                            _deviation_block(x, bs, min(bs + _SUM_BLOCK, stop), &p, 0, _block_at(&sv, k * owners + t),
+                                             NULL, &unk[t], t, owners)
+            else:
+                for k in prange(nb, schedule="dynamic", num_threads=self.n_threads):
+                    if td[k]:
+                        t = cyext_thread_id()
+                        bs = start + bl[k] * _SUM_BLOCK
+                        _deviation_block(x, bs, min(bs + _SUM_BLOCK, stop), &p, t, _block_at(&sv, k), NULL, &unk[t])
+        if owners > 1:  # each block's partials, owner by owner (their groups are disjoint)
+            return scratch.taken(start // _SUM_BLOCK, np.repeat(blocks, owners), np.repeat(todo, owners))
         return scratch.taken(start // _SUM_BLOCK, blocks, todo)
 
     def result(self, bint copy=True):

@@ -127,20 +127,28 @@ cdef _FinalRow* _final_rows(object partials, Py_ssize_t part) except NULL:
     return <_FinalRow*>&raw[part, 0]
 
 
-def new_final_partials(Py_ssize_t n_groups, int n_parts):
+cdef void _clear_final_rows(_FinalRow* row, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    memset(row, 0, n * sizeof(_FinalRow))
+    for j in range(n):
+        row[j].argmax = -1
+        row[j].max = -INFINITY
+        row[j].min = INFINITY
+
+
+def new_final_partials(Py_ssize_t n_groups, int n_parts, n_threads=None):
     """Empty partial tables (n_parts, n_groups) of FINAL_DTYPE: counts 0, argmax -1,
-    max -inf, min +inf."""
+    max -inf, min +inf; many rows are first written by ``n_threads`` threads (see
+    _touch_threads)."""
     agg = np.empty((n_parts, n_groups), dtype=FINAL_DTYPE)
-    cdef Py_ssize_t j, n = n_parts * n_groups
+    cdef Py_ssize_t n = n_parts * n_groups, c
+    cdef int nt = _touch_threads(n, n_threads)
     cdef _FinalRow* row
     if n:
         row = _final_rows(agg.reshape(1, n), 0)
         with nogil:
-            memset(row, 0, n * sizeof(_FinalRow))
-            for j in range(n):
-                row[j].argmax = -1
-                row[j].max = -INFINITY
-                row[j].min = INFINITY
+            for c in prange(_n_blocks(0, n, _TOUCH_ROWS), schedule="static", num_threads=nt):
+                _clear_final_rows(row + c * _TOUCH_ROWS, min(<Py_ssize_t>_TOUCH_ROWS, n - c * _TOUCH_ROWS))
     return agg
 
 

@@ -164,6 +164,14 @@ cdef class PairPass:
         cdef PyObject* finder
         cdef int64_t counted_now, entries_before
         while len(todo):
+            if not (state[todo] == _TO_COUNT).any():  # every block counted: deviations only
+                acc._point_index(&x)
+                unknown = np.zeros(acc.n_threads_asked, dtype=np.int64)
+                sums.extend(acc._deviation_round(&x, start, stop, todo, state[todo] == _COUNTED, unknown))
+                self.rounds += 1
+                if unknown.any():
+                    raise RuntimeError(f"PairPass: {int(unknown.sum())} photons of known blocks had unknown histories")
+                break
             before = resume.copy()
             now = not count_first or not (state[todo] == _TO_COUNT).any()  # deviations this round
             nparts = acc.n_threads

@@ -18,12 +18,17 @@ cdef enum:
 # _check_layouts).
 cdef extern from *:
     """
+    /* 40 bytes a table and 128 a row (two cache lines): with a million histories the
+       rows are visited at random. A deviation is at most 65535 counts and a history has
+       fewer photons than its event (at most 2**31 - 1, checked), so 32 bits hold the
+       level counts and the max; the sum and the photon index need 64, and the min takes
+       the 64 bits that would be padding (no byte of a row is left undefined). */
     typedef struct {
-        int64_t ndisc[3];  /* photons beyond cut level 0, 1, 2 (warning, error, fatal) */
-        int64_t max;       /* largest per-photon deviation, stored counts (-1: no photon yet) */
-        int64_t min;       /* smallest (RECORD_MIN_START: no photon yet) */
         int64_t sum;       /* sum of the per-photon deviations */
         int64_t argmax;    /* photon of the max, the lowest index on ties (-1: none) */
+        int64_t min;       /* smallest per-photon deviation (RECORD_MIN_START: no photon yet) */
+        int32_t ndisc[3];  /* photons beyond cut level 0, 1, 2 (warning, error, fatal) */
+        int32_t max;       /* largest, stored counts (-1: no photon yet) */
     } cyext_record_table;
     typedef struct {
         int64_t nitem;     /* aligned photons of the group (the same for the three tables) */
@@ -31,20 +36,22 @@ cdef extern from *:
     } cyext_record_row;
     """
     ctypedef struct _RecordTable "cyext_record_table":
-        int64_t ndisc[3]
-        int64_t max
-        int64_t min
         int64_t sum
         int64_t argmax
+        int64_t min
+        int32_t ndisc[3]
+        int32_t max
     ctypedef struct _RecordRow "cyext_record_row":
         int64_t nitem
         _RecordTable table[3]
 
-_RECORD_TABLE_DTYPE = np.dtype([("ndisc", np.int64, (3,)), ("max", np.int64), ("min", np.int64),
-                                ("sum", np.int64), ("argmax", np.int64)])
-#: one group's row of the record aggregates: ``nitem``, then per table of RECORD_TABLES
-#: a record with ``ndisc`` (3,), ``max``, ``min``, ``sum``, ``argmax`` (all int64, in
-#: stored counts; see docs/event-format.md, section 5)
+_RECORD_TABLE_DTYPE = np.dtype([("sum", np.int64), ("argmax", np.int64), ("min", np.int64),
+                                ("ndisc", np.int32, (3,)), ("max", np.int32)])
+#: photons an event may have: a history's level counts are 32-bit (cyext_record_table)
+MAX_PHOTONS = (1 << 31) - 1
+#: one group's row of the record aggregates: ``nitem`` (int64), then per table of
+#: RECORD_TABLES a record with ``sum``, ``argmax``, ``min`` (int64), ``ndisc`` (3,) and
+#: ``max`` (int32), in stored counts (see docs/event-format.md, section 5)
 RECORD_DTYPE = np.dtype([("nitem", np.int64)] + [(t, _RECORD_TABLE_DTYPE) for t in RECORD_TABLES])
 
 
@@ -350,7 +357,7 @@ cdef extern from *:
         for (int k = 0; k < 3; k++) {
             if (!((mask >> k) & 1)) continue;
             cyext_record_table *t = &row->table[k];
-            const int64_t x = d[k];
+            const int32_t x = d[k];  /* at most 65535 */
             t->ndisc[(x >= thr[3 * k + 1]) + (x >= thr[3 * k + 2])] += x >= thr[3 * k];
             const int take = (x > t->max) | ((x == t->max) & (i < t->argmax));  /* ties: lowest index */
             t->max = take ? x : t->max;
@@ -383,7 +390,7 @@ cdef void _cumulative_levels(_RecordRow* row, Py_ssize_t n) noexcept nogil:
     """Partial rows' exact-level counts -> photons beyond each cut (see cyext_record_update)."""
     cdef Py_ssize_t g
     cdef int k
-    cdef int64_t* c
+    cdef int32_t* c
     for g in range(n):
         for k in range(3):
             c = row[g].table[k].ndisc
@@ -391,16 +398,19 @@ cdef void _cumulative_levels(_RecordRow* row, Py_ssize_t n) noexcept nogil:
             c[0] += c[1]
 
 
-def new_record_partials(Py_ssize_t n_groups, int n_parts):
+def new_record_partials(Py_ssize_t n_groups, int n_parts, n_threads=None):
     """Empty partial tables (n_parts, n_groups) of RECORD_DTYPE: counts 0, max -1,
-    min RECORD_MIN_START, argmax -1."""
+    min RECORD_MIN_START, argmax -1; many rows are first written by ``n_threads``
+    threads (see _touch_threads)."""
     agg = np.empty((n_parts, n_groups), dtype=RECORD_DTYPE)
-    cdef Py_ssize_t n = n_parts * n_groups
+    cdef Py_ssize_t n = n_parts * n_groups, c
+    cdef int nt = _touch_threads(n, n_threads)
     cdef _RecordRow* row
     if n:
         row = _record_rows(agg.reshape(1, n), 0)
         with nogil:
-            _clear_record_rows(row, n)
+            for c in prange(_n_blocks(0, n, _TOUCH_ROWS), schedule="static", num_threads=nt):
+                _clear_record_rows(row + c * _TOUCH_ROWS, min(<Py_ssize_t>_TOUCH_ROWS, n - c * _TOUCH_ROWS))
     return agg
 
 
@@ -455,11 +465,23 @@ cdef inline void _take_slot_lanes(const uint16_t* x, uint16_t* m) noexcept nogil
     m[2] = max(m[2], x[4], x[5], x[6])
 
 
-def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec):
+def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec, n_threads=None):
     """Empty per-slot maxima (n_parts, n_groups, maxrec, 8) uint16: lane c of slot r of a
     group is the largest |A - B| of its photons there, in stored counts (lanes x, y, z, t,
-    pol x, y, z, wavelength; 0: no photon yet). SLOT_LANES say which lanes make a table."""
-    return np.zeros((n_parts, n_groups, maxrec, _SLOT_LANES), dtype=np.uint16)
+    pol x, y, z, wavelength; 0: no photon yet). SLOT_LANES say which lanes make a table.
+    Many rows are first written by ``n_threads`` threads (see _touch_threads)."""
+    out = np.empty((n_parts, n_groups, maxrec, _SLOT_LANES), dtype=np.uint16)
+    cdef Py_ssize_t n = n_parts * n_groups, row = maxrec * _SLOT_LANES * sizeof(uint16_t), c
+    cdef int nt = _touch_threads(n, n_threads)
+    cdef uint8_t[::1] raw
+    cdef uint8_t* base
+    if n * row:
+        raw = out.reshape(-1).view(np.uint8)
+        base = &raw[0]
+        with nogil:
+            for c in prange(_n_blocks(0, n, _TOUCH_ROWS), schedule="static", num_threads=nt):
+                memset(base + c * _TOUCH_ROWS * row, 0, min(<Py_ssize_t>_TOUCH_ROWS, n - c * _TOUCH_ROWS) * row)
+    return out
 
 
 def merge_slot_partials(partials, int mask=7):
@@ -502,10 +524,11 @@ def worst_slots(slots, records):
     cdef int64_t[:, ::1] o = out
     cdef _RecordRow* row
     cdef int k
+    cdef int nt = _touch_threads(G, None)  # a million rows: every core
     if G:
         row = _record_rows(rec.reshape(1, G), 0)
         with nogil:
-            for g in range(G):
+            for g in prange(G, schedule="static", num_threads=nt):
                 for k in range(3):
                     for r in range(R):
                         if sl[g, k, r] == row[g].table[k].max:

@@ -67,3 +67,14 @@ cdef Py_ssize_t WORK_BLOCK = 1 << 12
 
 cdef inline Py_ssize_t _n_blocks(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t block) noexcept nogil:
     return (stop - start + block - 1) // block
+
+
+cdef enum:
+    _TOUCH_ROWS = 1 << 14  # rows of a new table a thread writes first at a time
+
+
+cdef int _touch_threads(Py_ssize_t rows, n_threads) except -1:
+    """Threads that write a new table of ``rows`` rows first: the kernel zeroes each
+    fresh page in the thread that first writes it, and with a million histories that
+    zeroing costs as much as the rows' own work, so many rows are shared out."""
+    return effective_threads(n_threads) if rows >= 4 * _TOUCH_ROWS else 1

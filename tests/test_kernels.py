@@ -494,3 +494,16 @@ def test_result_without_copy_is_the_last_word(cyext):
     assert first["rpost"]["ndisc"].tolist() == [[2, 1, 1]]  # rpost 5, 0, 65535, 0, 0, 0, 1 beyond 2, 6, 65535
     with pytest.raises(ValueError, match="nothing more can be added"):
         acc.add(a, b, None, None, seq, seq, 0, len(a))
+
+
+def test_accumulator_refuses_events_beyond_its_32_bit_level_counts(cyext):
+    """A history's level counts are 32-bit: an event of more than MAX_PHOTONS photons is
+    refused with a clear error, before anything is read (a zero-stride seqhis here)."""
+    seq = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint64), (cyext.MAX_PHOTONS + 1,), (0,))
+    acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.ones((3, 3), np.int64), np.zeros(3), 1,
+                                     finals=False)
+    with pytest.raises(ValueError, match="at most 2147483647"):
+        acc.add(None, None, None, None, seq, seq, 0, 0)
+    one = cyext.PairPass(np.ones((3, 3), np.int64), np.zeros(3), 1, finals=False)
+    with pytest.raises(ValueError, match="32-bit"):
+        one.add(None, None, None, None, seq, seq, 0, 0)

@@ -104,6 +104,24 @@ def test_distinct_histories_take_rounds_and_fold_threads(cyext, tmp_path, monkey
     assert res["overflowed"] and res["n_migrated"] == np.count_nonzero(pair.a.seqhis != pair.b.seqhis)
 
 
+@pytest.mark.parametrize("tables", [RECORD_TABLES + ("ox",), ("rtime",), ("ox",)])
+def test_threads_sharing_one_table_give_one_threads_bits(cyext, tmp_path, monkeypatch, tables):
+    """Rows for one part only (PARTIALS_BUDGET) and more threads: the threads share the
+    table, each taking the histories it owns in every block; the tables, the ox sums
+    included, are those of one thread, in the one pass and in the accumulator."""
+    n = 2 * cyext.SUM_BLOCK + 77
+    pair = EventPair.open(*random_pair(tmp_path, n, distinct=True, p_aligned=0.8, seed=5))
+    cuts = Cuts.for_domains(pair.domains)
+    records, finals = tuple(t for t in tables if t != "ox") or False, "ox" in tables
+    ranges = _ranges(n, cyext.SUM_BLOCK)
+    alone = one_pass(cyext, pair, cuts, 1, ranges, records, finals)[1]
+    monkeypatch.setattr(cyext, "PARTIALS_BUDGET", 0)
+    one, shared = one_pass(cyext, pair, cuts, 2, ranges, records, finals)
+    assert one.deviations.n_threads == 1 and one.deviations.n_threads_asked == 2
+    assert_same(cyext, shared, alone)
+    assert_same(cyext, two_pass(cyext, pair, cuts, 2, ranges, records, finals), alone)
+
+
 def test_compare_makes_the_migration_table_in_its_pass(tmp_path):
     from photonab.comparison import compare
     from photonab.migration import count_migrations
