@@ -56,6 +56,7 @@ cdef struct _Partials:  # each thread's partial rows: thread t's start at t * G 
     Py_ssize_t G
     Py_ssize_t slot_stride
     Py_ssize_t pos_stride
+    int lanes  # slot lanes of a group's slot row (DeviationAccumulator.slot_lanes)
 
 
 cdef int64_t _count_unknown(const _Inputs* x, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
@@ -148,6 +149,7 @@ cdef extern from *:
         int32_t *pos, *blk_group;
         double *blk_sum;
         int rows_ahead;                 /* prefetch the rows of the photon CYEXT_AHEAD on */
+        int lanes;                      /* slot lanes a group's slot row has: 8, or 4 (narrow) */
     } cyext_block;
     /* Software prefetch CYEXT_AHEAD photons ahead of the hardware's: the pass reads six
        streams at once (rx, ox and ph of A and B) and, on 2 threads, keeps more lines in
@@ -159,13 +161,14 @@ cdef extern from *:
         for (ptrdiff_t o_ = 0; o_ < 16 * (ptrdiff_t)(MAXREC); o_ += 64) CYEXT_PREFETCH((P) + o_)
     /* With many groups the rows are far bigger than the caches and a photon's rows are
        random lines: their hints go out CYEXT_AHEAD photons early too (rows_ahead) */
-    #define CYEXT_PREFETCH_ROWS(G, MASK, FINALS)                                              \\
+    #define CYEXT_PREFETCH_ROWS(G, MASK, FINALS, LANES)                                       \\
         do {                                                                                  \\
             if (MASK) {                                                                       \\
                 const char *r_ = (const char *)(b.rec + (G));                                 \\
-                CYEXT_PREFETCH(r_); CYEXT_PREFETCH(r_ + 64); CYEXT_PREFETCH(r_ + sizeof(cyext_record_row) - 1); \\
-                CYEXT_PREFETCH_RECORDS((const char *)(b.slot + (ptrdiff_t)(G) * 8 * b.maxrec), b.maxrec); \\
-                CYEXT_PREFETCH((const char *)(b.slot + (ptrdiff_t)((G) + 1) * 8 * b.maxrec) - 1); \\
+                CYEXT_PREFETCH(r_); CYEXT_PREFETCH(r_ + 64);                                  \\
+                const char *s_ = (const char *)(b.slot + (ptrdiff_t)(G) * (LANES) * b.maxrec); \\
+                for (ptrdiff_t o_ = 0; o_ < 2 * (LANES) * (ptrdiff_t)b.maxrec; o_ += 64) CYEXT_PREFETCH(s_ + o_); \\
+                CYEXT_PREFETCH(s_ + 2 * (LANES) * (ptrdiff_t)b.maxrec - 1);                  \\
             }                                                                                 \\
             if (FINALS) {                                                                     \\
                 CYEXT_PREFETCH(b.fin + (G));                                                  \\
@@ -173,12 +176,12 @@ cdef extern from *:
                 CYEXT_PREFETCH(b.pos + (G));                                                  \\
             }                                                                                 \\
         } while (0)
-    #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS)                                      \\
+    #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS, LANES)                               \\
         for (ptrdiff_t i = i0; i < i0 + n; i++) {                                             \\
             const int32_t g = groups[i - i0];                                                 \\
             if (b.rows_ahead && i + CYEXT_AHEAD < i0 + n) {                                   \\
                 const int32_t ga_ = groups[i - i0 + CYEXT_AHEAD];                             \\
-                if (ga_ >= 0) CYEXT_PREFETCH_ROWS(ga_, MASK, FINALS);                         \\
+                if (ga_ >= 0) CYEXT_PREFETCH_ROWS(ga_, MASK, FINALS, LANES);                  \\
             }                                                                                 \\
             if (g < 0) {                                                                      \\
                 unknown += g != CYEXT_NOT_ALIGNED;                                            \\
@@ -189,7 +192,7 @@ cdef extern from *:
                 CYEXT_PREFETCH_RECORDS(b.rb + (i + CYEXT_AHEAD) * b.rbs, b.maxrec);           \\
                 int32_t d3[3];                                                                \\
                 SLOTS((const int16_t *)(b.ra + i * b.ras), (const int16_t *)(b.rb + i * b.rbs), \\
-                      b.maxrec, b.slot + (ptrdiff_t)g * 8 * b.maxrec, d3, MASK);              \\
+                      b.maxrec, b.slot + (ptrdiff_t)g * (LANES) * b.maxrec, d3, MASK);        \\
                 cyext_record_update(b.rec + g, d3, b.thr, i, MASK);                           \\
             }                                                                                 \\
             if (FINALS) {                                                                     \\
@@ -209,41 +212,47 @@ cdef extern from *:
             }                                                                                 \\
         }
     /* one loop per record mask (0..7) and ox table (0, 1): only the asked work compiled in */
-    #define CYEXT_BLOCK_CASES(SLOTS, FINAL)                                                   \\
+    #define CYEXT_BLOCK_CASES(SLOTS, FINAL, LANES)                                            \\
         switch (2 * mask + (finals != 0)) {                                                   \\
-        case 1: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 0, 1) break;                                   \\
-        case 2: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 0) break;                                   \\
-        case 3: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 1) break;                                   \\
-        case 4: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 0) break;                                   \\
-        case 5: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 1) break;                                   \\
-        case 6: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 0) break;                                   \\
-        case 7: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 1) break;                                   \\
-        case 8: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 0) break;                                   \\
-        case 9: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 1) break;                                   \\
-        case 10: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 0) break;                                  \\
-        case 11: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 1) break;                                  \\
-        case 12: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 0) break;                                  \\
-        case 13: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 1) break;                                  \\
-        case 14: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 0) break;                                  \\
-        case 15: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 1) break;                                  \\
+        case 1: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 0, 1, LANES) break;                            \\
+        case 2: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 0, LANES) break;                            \\
+        case 3: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 1, LANES) break;                            \\
+        case 4: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 0, LANES) break;                            \\
+        case 5: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 1, LANES) break;                            \\
+        case 6: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 0, LANES) break;                            \\
+        case 7: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 1, LANES) break;                            \\
+        case 8: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 0, LANES) break;                            \\
+        case 9: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 1, LANES) break;                            \\
+        case 10: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 0, LANES) break;                           \\
+        case 11: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 1, LANES) break;                           \\
+        case 12: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 0, LANES) break;                           \\
+        case 13: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 1, LANES) break;                           \\
+        case 14: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 0, LANES) break;                           \\
+        case 15: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 1, LANES) break;                           \\
         default: break;                                                                       \\
         }
     /* the arguments copied to a local: the row stores cannot alias them for the compiler */
-    #define CYEXT_BLOCK_FN(NAME, ATTR, SLOTS, FINAL)                                          \\
+    #define CYEXT_BLOCK_FN(NAME, ATTR, SLOTS, SLOTS4, FINAL)                                  \\
         static ATTR ptrdiff_t NAME(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,        \\
                                    const int32_t *groups, int mask, int finals, ptrdiff_t nq, \\
                                    int64_t *unknown_out) {                                    \\
             const cyext_block b = *args;                                                      \\
             int64_t unknown = 0;                                                              \\
-            CYEXT_BLOCK_CASES(SLOTS, FINAL)                                                   \\
+            if (b.lanes == 4) {                                                               \\
+                CYEXT_BLOCK_CASES(SLOTS4, FINAL, 4)                                           \\
+            } else {                                                                          \\
+                CYEXT_BLOCK_CASES(SLOTS, FINAL, 8)                                            \\
+            }                                                                                 \\
             *unknown_out += unknown;                                                          \\
             return nq;                                                                        \\
         }
     #define CYEXT_NO_ATTR
-    CYEXT_BLOCK_FN(cyext_deviation_block_base, CYEXT_NO_ATTR, cyext_record_slots_t, CYEXT_FINAL_BASE)
+    CYEXT_BLOCK_FN(cyext_deviation_block_base, CYEXT_NO_ATTR, cyext_record_slots_t, cyext_record_slots4_t,
+                   CYEXT_FINAL_BASE)
     #if defined(CYEXT_AVX2)
-    CYEXT_BLOCK_FN(cyext_deviation_block_avx2, CYEXT_AVX2_FN, cyext_record_slots_avx2_t, cyext_final_deviation_avx2_t)
-    CYEXT_BLOCK_FN(cyext_deviation_block_avx512, CYEXT_AVX512_FN, cyext_record_slots_avx512_t,
+    CYEXT_BLOCK_FN(cyext_deviation_block_avx2, CYEXT_AVX2_FN, cyext_record_slots_avx2_t, cyext_record_slots4_avx2_t,
+                   cyext_final_deviation_avx2_t)
+    CYEXT_BLOCK_FN(cyext_deviation_block_avx512, CYEXT_AVX512_FN, cyext_record_slots_avx512_t, cyext_record_slots4_avx512_t,
                    cyext_final_deviation_avx2_t)
     #endif
     static ptrdiff_t cyext_deviation_block(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,
@@ -272,6 +281,7 @@ cdef extern from *:
         int32_t* blk_group
         double* blk_sum
         int rows_ahead
+        int lanes
     Py_ssize_t _deviation_loop "cyext_deviation_block"(
         const _Block* b, Py_ssize_t i0, Py_ssize_t n, const int32_t* groups, int mask, int finals,
         Py_ssize_t nq, int64_t* unknown) noexcept nogil
@@ -315,6 +325,7 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _
     b.pos = p.pos + t * p.pos_stride
     b.blk_group, b.blk_sum = blk.blk_group, blk.blk_sum
     b.rows_ahead = p.G > _ROWS_CACHED
+    b.lanes = p.lanes
     if groups != NULL:  # found while counting the block: ph is not read again
         nq = _deviation_loop(&b, s, e - s, groups, x.rmask, x.finals, nq, unknown)
     else:
@@ -359,6 +370,7 @@ cdef class DeviationAccumulator:
     """
     cdef readonly GroupIndex index
     cdef readonly int n_threads, n_threads_asked, record_mask, maxrec
+    cdef readonly int slot_lanes  # of a group's slot row per slot: 8, or 4 past NARROW_SLOTS_FROM groups
     cdef readonly bint records, finals, keep_blocks
     cdef readonly object record_partials, slot_partials, final_partials, sums
     cdef readonly Py_ssize_t rows  # group rows the tables have room for (>= len(index))
@@ -375,6 +387,7 @@ cdef class DeviationAccumulator:
         self.n_threads_asked = effective_threads(n_threads)
         self.record_mask = _record_mask(records)
         self.records, self.finals, self.keep_blocks = self.record_mask != 0, finals, keep_blocks
+        self.slot_lanes = _lanes_for(G)
         # Each thread fills its own partial table of G rows. With very many histories
         # those tables (and their page faults and merge) cost more than a thread saves:
         # only as many threads as have partials within PARTIALS_BUDGET bytes beyond the
@@ -408,7 +421,7 @@ cdef class DeviationAccumulator:
             return
         self.maxrec = maxrec
         self.slot_partials = new_slot_partials(self.rows if self.records else 0, self.n_threads, maxrec,
-                                               self.n_threads_asked)
+                                               self.n_threads_asked, lanes=self.slot_lanes)
 
     cdef _fill_inputs(self, _Inputs* x, rx_a, rx_b, ox_a, ox_b, const uint64_t[:] seq_a,
                       const uint64_t[:] seq_b, Py_ssize_t start, Py_ssize_t stop):
@@ -468,7 +481,7 @@ cdef class DeviationAccumulator:
         cdef uint16_t[:, :, :, ::1] slot_view
         cdef int32_t[:, ::1] pos = self.pos
         memset(&p, 0, sizeof(p))
-        p.G, p.slot_stride = G, G * max(self.maxrec, 0) * _SLOT_LANES
+        p.G, p.slot_stride, p.lanes = G, G * max(self.maxrec, 0) * self.slot_lanes, self.slot_lanes
         p.rec = _record_rows(self.record_partials, 0) if self.records and G else NULL
         if self.records and G and self.maxrec > 0:
             slot_view = self.slot_partials
@@ -501,6 +514,9 @@ cdef class DeviationAccumulator:
         cdef int P = self.n_threads
         cdef int P2 = self._threads_for(R2, 16 if self.maxrec < 0 else self.maxrec)
         rec, fin, slots = self.record_partials, self.final_partials, self.slot_partials
+        if slots is not None and _lanes_for(R2) < self.slot_lanes:  # many groups now: narrow rows
+            slots = narrow_slot_partials(slots)
+        self.slot_lanes = min(self.slot_lanes, _lanes_for(R2))
         if P2 < P:  # fold the parts: the merged row is the same whichever part held what
             rec = merge_record_partials(rec)[None] if self.records else rec[:P2]
             fin = merge_final_partials(fin)[None] if self.finals else fin[:P2]
@@ -511,7 +527,7 @@ cdef class DeviationAccumulator:
         self.final_partials = _grown(fin, new_final_partials(R2 if self.finals else 0, P2, self.n_threads_asked))
         if slots is not None:
             self.slot_partials = _grown(slots, new_slot_partials(R2 if self.records else 0, P2, self.maxrec,
-                                                                        self.n_threads_asked))
+                                                                        self.n_threads_asked, lanes=self.slot_lanes))
         self.pos = np.full((P2, max(R2, 1)), -1, dtype=np.int32)
         if self.finals:
             self.sums = np.concatenate([self.sums, np.zeros(R2 - R)])
@@ -523,7 +539,7 @@ cdef class DeviationAccumulator:
 
     cdef int _threads_for(self, Py_ssize_t G, int maxrec):
         """Threads whose partial tables of G groups fit PARTIALS_BUDGET beyond the first."""
-        cdef Py_ssize_t per_part = G * _row_bytes(self.records, self.finals, maxrec)
+        cdef Py_ssize_t per_part = G * _row_bytes(self.records, self.finals, maxrec, _lanes_for(G))
         return max(1, min(self.n_threads_asked, 1 + PARTIALS_BUDGET // max(1, per_part)))
 
     cdef _take_block_sums(self, list blocks):
@@ -712,12 +728,13 @@ cdef _drop_rows_beyond(table, Py_ssize_t G):
 
 
 cdef object _slot_maxima_in_place(lanes, Py_ssize_t G, int mask):
-    """merge_slot_partials of a one-part lane table (1, rows, maxrec, 8) for its first G
-    rows, written over the lanes: (G, 3, maxrec), a view. Row g of the maxima ends
-    before row g + 1 of the lanes begins (3 lanes' room of 8), so rows taken in order
-    overwrite only lanes already read; the pages after the maxima are given back."""
+    """merge_slot_partials of a one-part lane table (1, rows, maxrec, 8 or 4) for its
+    first G rows, written over the lanes: (G, 3, maxrec), a view. Row g of the maxima
+    ends before row g + 1 of the lanes begins (3 lanes' room of 4 or 8), so rows taken in
+    order overwrite only lanes already read; the pages after the maxima are given back."""
     cdef Py_ssize_t R = lanes.shape[2], g, r
-    if lanes.shape[0] != 1 or lanes.shape[3] != _SLOT_LANES or not lanes.flags.c_contiguous:
+    cdef int L = lanes.shape[3]
+    if lanes.shape[0] != 1 or L not in (_SLOT_LANES, _NARROW_LANES) or not lanes.flags.c_contiguous:
         raise ValueError("_slot_maxima_in_place: one C-contiguous part of slot lanes")
     flat = lanes.reshape(-1)
     if not (G and R):
@@ -732,13 +749,13 @@ cdef object _slot_maxima_in_place(lanes, Py_ssize_t G, int mask):
     cdef int k
     with nogil:
         for g in range(G):
-            x = base + g * R * _SLOT_LANES
+            x = base + g * R * L
             for r in range(R):  # as merge_slot_partials
                 m[0] = m[1] = m[2] = 0
-                _take_slot_lanes(x, m)
+                _take_slot_lanes(x, L, m)
                 for k in range(3):
                     row[k * R + r] = m[k] if (mask >> k) & 1 else 0
-                x += _SLOT_LANES
+                x += L
             memcpy(base + g * 3 * R, row, 3 * R * sizeof(uint16_t))
         _drop_pages(<char*>(base + G * 3 * R), <char*>(base + v.shape[0]))
     return flat[:G * 3 * R].reshape(G, 3, R)
@@ -749,11 +766,11 @@ cdef object _slot_maxima_in_place(lanes, Py_ssize_t G, int mask):
 PARTIALS_BUDGET = 64 << 20
 
 
-cdef Py_ssize_t _row_bytes(bint records, bint finals, int maxrec):
+cdef Py_ssize_t _row_bytes(bint records, bint finals, int maxrec, int lanes):
     """Bytes one group takes in one thread's partial tables."""
     cdef Py_ssize_t n = sizeof(int32_t)  # its block position (pos)
     if records:
-        n += sizeof(_RecordRow) + maxrec * _SLOT_LANES * sizeof(uint16_t)
+        n += sizeof(_RecordRow) + maxrec * lanes * sizeof(uint16_t)
     if finals:
         n += sizeof(_FinalRow)
     return n

@@ -260,6 +260,35 @@ cdef extern from *:
         }
         CYEXT_SLOT_RESULT(acc, CYEXT_MAXU16, d, mask);
     }
+    /* Narrow slot rows, for many groups (DeviationAccumulator.slot_lanes 4): a slot's
+       row is 4 uint16 lanes, max(x, y, z), t, max(pol x, y, z) and one that may hold
+       anything, so that a million histories' rows take half the memory and lines.
+       m = max over a word and the next two (lane 0 of a slot: x, y, z; lane 4: pol x,
+       y, z), t from the difference itself; d[] as the wide forms give it. */
+    #define CYEXT_NARROW_RESULT(P, D, MASK)                                                   \\
+        do {                                                                                  \\
+            if ((MASK) & 1) (D)[0] = _mm_extract_epi16(P, 0);                                 \\
+            if ((MASK) & 2) (D)[1] = _mm_extract_epi16(P, 1);                                 \\
+            if ((MASK) & 4) (D)[2] = _mm_extract_epi16(P, 2);                                 \\
+        } while (0)
+    CYEXT_INLINE void cyext_record_slots4_t(const int16_t *a, const int16_t *b, int maxrec,
+                                            uint16_t *slots, int32_t *d, const int mask) {
+        const __m128i zero = _mm_setzero_si128();
+        __m128i acc = zero;
+        for (int r = 0; r < maxrec; r++) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + 8 * r));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + 8 * r));
+            __m128i v;
+            CYEXT_SLOT_DIFF128(v, va, vb, zero, mask);
+            __m128i m = CYEXT_MAXU16(CYEXT_MAXU16(v, _mm_srli_si128(v, 2)), _mm_srli_si128(v, 4));
+            __m128i p = _mm_unpacklo_epi32(m, _mm_srli_si128(m, 8));  /* words m0 m1 m4 m5 */
+            p = _mm_insert_epi16(p, _mm_extract_epi16(v, 3), 1);     /* m0 t m4 m5 */
+            __m128i *row = (__m128i *)(slots + 4 * r);
+            _mm_storel_epi64(row, CYEXT_MAXU16(_mm_loadl_epi64(row), p));
+            acc = CYEXT_MAXU16(acc, p);
+        }
+        CYEXT_NARROW_RESULT(acc, d, mask);
+    }
     #if defined(CYEXT_AVX2)
     /* AVX2: two slots per 256-bit register (the 128-bit halves are independent, as the
        unpacks and byte shifts work per half), a last odd slot in 128 bits; AVX2 has an
@@ -315,6 +344,76 @@ cdef extern from *:
         __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
         CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
     }
+    /* Narrow rows (see cyext_record_slots4_t) in AVX2: word 3 of each slot taken from
+       the difference (blend), words 0, 3, 4, 5 of each slot gathered to its low 8 bytes
+       (shuffle), the two slots' 8 bytes side by side (permute). */
+    #define CYEXT_NARROW128(M, V)                                                             \\
+        _mm_shuffle_epi8(_mm_blend_epi16(M, V, 0x08),                                         \\
+                         _mm_setr_epi8(0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1))
+    CYEXT_AVX2_INLINE void cyext_record_slots4_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
+                                                      uint16_t *slots, int32_t *d, const int mask) {
+        const __m256i zero = _mm256_setzero_si256();
+        const __m256i pick = _mm256_setr_epi8(0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1,
+                                              0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+        __m128i acc = _mm_setzero_si128();
+        const ptrdiff_t pairs = 8 * (ptrdiff_t)(maxrec & ~1);
+        for (ptrdiff_t k = 0; k < pairs; k += 16) {
+            __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
+            __m256i vb = _mm256_loadu_si256((const __m256i *)(b + k));
+            __m256i v;
+            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
+                            _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
+                            _mm256_unpacklo_epi64, _mm256_bslli_epi128);
+            __m256i m = _mm256_max_epu16(_mm256_max_epu16(v, _mm256_bsrli_epi128(v, 2)), _mm256_bsrli_epi128(v, 4));
+            __m256i u = _mm256_shuffle_epi8(_mm256_blend_epi16(m, v, 0x08), pick);
+            __m128i p = _mm256_castsi256_si128(_mm256_permute4x64_epi64(u, 0x08));
+            __m128i *row = (__m128i *)(slots + k / 2);
+            _mm_storeu_si128(row, _mm_max_epu16(_mm_loadu_si128(row), p));
+            acc = _mm_max_epu16(acc, p);
+        }
+        if (maxrec & 1) {
+            __m128i va = _mm_loadu_si128((const __m128i *)(a + pairs));
+            __m128i vb = _mm_loadu_si128((const __m128i *)(b + pairs));
+            __m128i v;
+            CYEXT_SLOT_DIFF128(v, va, vb, _mm256_castsi256_si128(zero), mask);
+            __m128i m = _mm_max_epu16(_mm_max_epu16(v, _mm_srli_si128(v, 2)), _mm_srli_si128(v, 4));
+            __m128i p = CYEXT_NARROW128(m, v);
+            __m128i *row = (__m128i *)(slots + pairs / 2);
+            _mm_storel_epi64(row, _mm_max_epu16(_mm_loadl_epi64(row), p));
+            acc = _mm_max_epu16(acc, p);
+        }
+        acc = _mm_max_epu16(acc, _mm_srli_si128(acc, 8));
+        CYEXT_NARROW_RESULT(acc, d, mask);
+    }
+    /* Narrow rows in AVX-512BW: four slots' words 0, 3, 4, 5 gathered (vpermw) to the low
+       256 bits, stored under a mask of the slots there are. */
+    CYEXT_AVX512_INLINE void cyext_record_slots4_avx512_t(const int16_t *a, const int16_t *b, int maxrec,
+                                                          uint16_t *slots, int32_t *d, const int mask) {
+        const __m512i zero = _mm512_setzero_si512();
+        static const uint16_t words_kept[32] = {0, 3, 4, 5, 8, 11, 12, 13, 16, 19, 20, 21, 24, 27, 28, 29};
+        const __m512i pick = _mm512_loadu_si512((const void *)words_kept);
+        __m512i acc4 = zero;
+        const ptrdiff_t words = 8 * (ptrdiff_t)maxrec;
+        for (ptrdiff_t k = 0; k < words; k += 32) {
+            const __mmask32 m = words - k >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << (words - k)) - 1);
+            const __mmask32 m4 = words - k >= 32 ? 0xFFFF : (((__mmask32)1 << ((words - k) / 2)) - 1);
+            __m512i va = _mm512_maskz_loadu_epi16(m, a + k);
+            __m512i vb = _mm512_maskz_loadu_epi16(m, b + k);
+            __m512i v;
+            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm512_max_epi16, _mm512_min_epi16, _mm512_sub_epi16,
+                            _mm512_max_epu8, _mm512_min_epu8, _mm512_sub_epi8, _mm512_unpackhi_epi8,
+                            _mm512_unpacklo_epi64, _mm512_bslli_epi128);
+            __m512i mx = _mm512_max_epu16(_mm512_max_epu16(v, _mm512_bsrli_epi128(v, 2)), _mm512_bsrli_epi128(v, 4));
+            __m512i p = _mm512_permutexvar_epi16(pick, _mm512_mask_blend_epi16(0x08080808, mx, v));
+            uint16_t *row = slots + k / 2;
+            _mm512_mask_storeu_epi16(row, m4, _mm512_max_epu16(_mm512_maskz_loadu_epi16(m4, row), p));
+            acc4 = _mm512_max_epu16(acc4, _mm512_maskz_mov_epi16(m4, p));
+        }
+        __m256i acc2 = _mm512_castsi512_si256(acc4);
+        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+        acc = _mm_max_epu16(acc, _mm_srli_si128(acc, 8));
+        CYEXT_NARROW_RESULT(acc, d, mask);
+    }
     #endif
     #else
     CYEXT_INLINE void cyext_record_slots_t(const int16_t *a, const int16_t *b, int maxrec,
@@ -342,6 +441,33 @@ cdef extern from *:
         if (mask & 1) d[0] = m0;
         if (mask & 2) d[1] = m1;
         if (mask & 4) d[2] = m2;
+    }
+    /* Narrow slot rows (see the SSE2 form): lanes max(x, y, z), t, max(pol x, y, z). */
+    CYEXT_INLINE void cyext_record_slots4_t(const int16_t *a, const int16_t *b, int maxrec,
+                                            uint16_t *slots, int32_t *d, const int mask) {
+        const uint8_t *a8 = (const uint8_t *)a, *b8 = (const uint8_t *)b;
+        uint16_t m[3] = {0, 0, 0};
+        for (int r = 0; r < maxrec; r++) {
+            uint16_t *row = slots + 4 * r, s[3] = {0, 0, 0};
+            for (int c = 0; c < 4; c++) {
+                int32_t x = (int32_t)a[8 * r + c] - (int32_t)b[8 * r + c];
+                uint16_t ax = (uint16_t)(x < 0 ? -x : x);
+                int k = c < 3 ? 0 : 1;
+                if (ax > s[k]) s[k] = ax;
+            }
+            for (int c = 0; c < 3; c++) {
+                uint8_t ua = a8[16 * r + 8 + c], ub = b8[16 * r + 8 + c];
+                uint16_t ax = (uint16_t)(ua > ub ? ua - ub : ub - ua);
+                if (ax > s[2]) s[2] = ax;
+            }
+            for (int k = 0; k < 3; k++) {
+                if (!((mask >> k) & 1)) continue;
+                if (s[k] > row[k]) row[k] = s[k];
+                if (s[k] > m[k]) m[k] = s[k];
+            }
+        }
+        for (int k = 0; k < 3; k++)
+            if ((mask >> k) & 1) d[k] = m[k];
     }
     #endif
     /* Add photon i with deviations d (RECORD_TABLES order) to its group's row, for
@@ -456,22 +582,42 @@ def merge_record_partials(partials):
 
 #: the lanes of a slot-maxima row that make each record table (RECORD_TABLES order)
 SLOT_LANES = ((0, 1, 2), (3,), (4, 5, 6))
+#: the same for narrow rows (4 lanes a slot: max(x, y, z), t, max(pol x, y, z), any)
+NARROW_SLOT_LANES = ((0,), (1,), (2,))
+#: groups from which a DeviationAccumulator's slot rows are narrow: beyond the caches a
+#: row's bytes cost more than the instructions that narrow it
+NARROW_SLOTS_FROM = 4096
+cdef enum:
+    _NARROW_LANES = 4
 
 
-cdef inline void _take_slot_lanes(const uint16_t* x, uint16_t* m) noexcept nogil:
-    """m[k] = max(m[k], the lanes SLOT_LANES[k] of one slot's 8 lanes ``x``)."""
+cdef int _lanes_for(Py_ssize_t n_groups) except -1:
+    """Slot lanes of the rows of a table of ``n_groups`` groups (NARROW_SLOTS_FROM)."""
+    return _NARROW_LANES if n_groups >= NARROW_SLOTS_FROM else _SLOT_LANES
+
+
+cdef inline void _take_slot_lanes(const uint16_t* x, int lanes, uint16_t* m) noexcept nogil:
+    """m[k] = max(m[k], the lanes of table k (SLOT_LANES, or NARROW_SLOT_LANES when
+    ``lanes`` is 4) of one slot's lanes ``x``)."""
+    if lanes == _NARROW_LANES:
+        m[0] = max(m[0], x[0])
+        m[1] = max(m[1], x[1])
+        m[2] = max(m[2], x[2])
+        return
     m[0] = max(m[0], x[0], x[1], x[2])
     m[1] = max(m[1], x[3])
     m[2] = max(m[2], x[4], x[5], x[6])
 
 
-def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec, n_threads=None):
-    """Empty per-slot maxima (n_parts, n_groups, maxrec, 8) uint16: lane c of slot r of a
-    group is the largest |A - B| of its photons there, in stored counts (lanes x, y, z, t,
-    pol x, y, z, wavelength; 0: no photon yet). SLOT_LANES say which lanes make a table.
-    Many rows are first written by ``n_threads`` threads (see _touch_threads)."""
-    out = np.empty((n_parts, n_groups, maxrec, _SLOT_LANES), dtype=np.uint16)
-    cdef Py_ssize_t n = n_parts * n_groups, row = maxrec * _SLOT_LANES * sizeof(uint16_t), c
+def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec, n_threads=None, *, int lanes=_SLOT_LANES):
+    """Empty per-slot maxima (n_parts, n_groups, maxrec, lanes) uint16: lane c of slot r of
+    a group is the largest |A - B| of its photons there, in stored counts (8 lanes: x, y,
+    z, t, pol x, y, z, wavelength, see SLOT_LANES; 4 narrow ones: NARROW_SLOT_LANES; 0: no
+    photon yet). Many rows are first written by ``n_threads`` threads (_touch_threads)."""
+    if lanes not in (_SLOT_LANES, _NARROW_LANES):
+        raise ValueError(f"lanes must be {_SLOT_LANES} or {_NARROW_LANES}, got {lanes}")
+    out = np.empty((n_parts, n_groups, maxrec, lanes), dtype=np.uint16)
+    cdef Py_ssize_t n = n_parts * n_groups, row = maxrec * lanes * sizeof(uint16_t), c
     cdef int nt = _touch_threads(n, n_threads)
     cdef uint8_t[::1] raw
     cdef uint8_t* base
@@ -484,14 +630,28 @@ def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec, n_threads=No
     return out
 
 
-def merge_slot_partials(partials, int mask=7):
-    """(P, G, maxrec, 8) lane maxima -> (G, 3, maxrec) uint16 per-slot maxima of the record
-    tables (RECORD_TABLES order): the max over the parts and over each table's lanes
-    (exact, in any order); a table not in ``mask`` (bit k = table k) stays 0."""
-    partials = np.ascontiguousarray(partials, dtype=np.uint16)
+def narrow_slot_partials(partials):
+    """(P, G, maxrec, 8) slot lanes -> (P, G, maxrec, 4) narrow ones with the same table
+    maxima (exact: a max of maxima)."""
+    partials = np.asarray(partials, dtype=np.uint16)
     if partials.ndim != 4 or partials.shape[3] != _SLOT_LANES:
         raise ValueError(f"slot partials must be (P, G, maxrec, {_SLOT_LANES}), got {partials.shape}")
+    out = np.zeros(partials.shape[:3] + (_NARROW_LANES,), dtype=np.uint16)
+    for k, lanes in enumerate(SLOT_LANES):
+        np.max(partials[..., list(lanes)], axis=-1, out=out[..., k])
+    return out
+
+
+def merge_slot_partials(partials, int mask=7):
+    """(P, G, maxrec, 8 or 4) slot lanes -> (G, 3, maxrec) uint16 per-slot maxima of the
+    record tables (RECORD_TABLES order): the max over the parts and over each table's
+    lanes (exact, in any order); a table not in ``mask`` (bit k = table k) stays 0."""
+    partials = np.ascontiguousarray(partials, dtype=np.uint16)
+    if partials.ndim != 4 or partials.shape[3] not in (_SLOT_LANES, _NARROW_LANES):
+        raise ValueError(f"slot partials must be (P, G, maxrec, {_SLOT_LANES} or {_NARROW_LANES}), "
+                         f"got {partials.shape}")
     cdef Py_ssize_t P = partials.shape[0], G = partials.shape[1], R = partials.shape[2]
+    cdef int L = partials.shape[3]
     out = np.zeros((G, 3, R), dtype=np.uint16)
     if not (P and G and R):
         return out
@@ -505,7 +665,7 @@ def merge_slot_partials(partials, int mask=7):
             for r in range(R):
                 m[0] = m[1] = m[2] = 0
                 for p in range(P):
-                    _take_slot_lanes(&x[p, g, r, 0], m)
+                    _take_slot_lanes(&x[p, g, r, 0], L, m)
                 for k in range(3):
                     o[g, k, r] = m[k] if (mask >> k) & 1 else 0
     return out

@@ -323,15 +323,24 @@ def _simd_finals(rng, n):
     return ox_a, ox_b
 
 
-def _check_simd_records(cyext, rx_a, rx_b, mask, n_groups):
-    """The accumulator's record rows and per-slot maxima for table ``mask`` against numpy."""
+def _check_simd_records(cyext, rx_a, rx_b, mask, n_groups, lanes=None):
+    """The accumulator's record rows and per-slot maxima for table ``mask`` against numpy
+    (with ``lanes`` 4 or 8: slot rows that wide, whatever NARROW_SLOTS_FROM says);
+    returns the accumulator."""
     n, maxrec = rx_a.shape[:2]
     group = np.arange(n) % n_groups
     codes = np.arange(n_groups, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(0xD)
     seq = codes[group]
     names = [t for k, t in enumerate(RECORD_TABLES) if mask >> k & 1]
-    acc = cyext.DeviationAccumulator(cyext.GroupIndex(codes), CHECK_THRESHOLDS, CHECK_CUTS, 1, records=names,
-                                     finals=False, maxrec=maxrec)
+    before = cyext.NARROW_SLOTS_FROM
+    if lanes is not None:
+        cyext.NARROW_SLOTS_FROM = 0 if lanes == 4 else 1 << 62
+    try:
+        acc = cyext.DeviationAccumulator(cyext.GroupIndex(codes), CHECK_THRESHOLDS, CHECK_CUTS, 1, records=names,
+                                         finals=False, maxrec=maxrec)
+    finally:
+        cyext.NARROW_SLOTS_FROM = before
+    assert lanes is None or acc.slot_lanes == lanes
     acc.add(rx_a, rx_b, None, None, seq, seq, 0, n)
     res = acc.result()
     slot_dev = reference.record_slot_deviations(rx_a, rx_b)
@@ -359,6 +368,7 @@ def _check_simd_records(cyext, rx_a, rx_b, mask, n_groups):
             if d[i] == dmax[group[i]]:
                 first[group[i]] = i
         assert np.array_equal(got["argmax"], first), table
+    return acc
 
 
 def _bits(x):
@@ -403,23 +413,33 @@ def test_simd_path_is_known(cyext):
         assert PATHS.index(path) <= PATHS.index(cap)
 
 
+@pytest.fixture(params=["wide", "narrow"])
+def slot_rows(request, monkeypatch, cyext):
+    """Each record check with 8-lane slot rows and again with the narrow 4-lane ones that
+    tables of many groups take (NARROW_SLOTS_FROM lowered to 0)."""
+    if request.param == "narrow":
+        monkeypatch.setattr(cyext, "NARROW_SLOTS_FROM", 0)
+    return 4 if request.param == "narrow" else 8
+
+
 @pytest.mark.parametrize("maxrec", range(17))  # odd and even: AVX2 takes slot pairs, then a last slot
-def test_simd_records_every_maxrec_and_mask(cyext, maxrec):
+def test_simd_records_every_maxrec_and_mask(cyext, maxrec, slot_rows):
     rng = np.random.default_rng(maxrec)
     rx_a, rx_b = _simd_records(rng, 300, maxrec)
     for mask in range(1, 8):
-        _check_simd_records(cyext, rx_a, rx_b, mask, 7)
+        assert _check_simd_records(cyext, rx_a, rx_b, mask, 7).slot_lanes == slot_rows
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(0, 60), maxrec=st.integers(0, 16), mask=st.integers(1, 7), n_groups=st.integers(1, 5),
        seed=st.integers(0, 2**32 - 1))
-def test_simd_records_hypothesis(cyext, n, maxrec, mask, n_groups, seed):
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_simd_records_hypothesis(cyext, n, maxrec, mask, n_groups, seed, lanes):
     rx_a, rx_b = _simd_records(np.random.default_rng(seed), n, maxrec)
-    _check_simd_records(cyext, rx_a, rx_b, mask, n_groups)
+    _check_simd_records(cyext, rx_a, rx_b, mask, n_groups, lanes)
 
 
-def test_simd_records_extremes(cyext):
+def test_simd_records_extremes(cyext, slot_rows):
     # every slot at -32768 against 32767 (|d| = 65535 everywhere) and the reverse; bytes 0 vs 255
     for maxrec in (1, 2, 9, 10, 16):
         rx_a = np.full((4, maxrec, 2, 4), -32768, np.int16)
