@@ -140,7 +140,7 @@ def new_final_partials(Py_ssize_t n_groups, int n_parts, n_threads=None):
     """Empty partial tables (n_parts, n_groups) of FINAL_DTYPE: counts 0, argmax -1,
     max -inf, min +inf; many rows are first written by ``n_threads`` threads (see
     _touch_threads)."""
-    agg = np.empty((n_parts, n_groups), dtype=FINAL_DTYPE)
+    agg = _line_aligned_empty((n_parts, n_groups), FINAL_DTYPE)
     cdef Py_ssize_t n = n_parts * n_groups, c
     cdef int nt = _touch_threads(n, n_threads)
     cdef _FinalRow* row

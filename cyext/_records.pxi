@@ -528,7 +528,7 @@ def new_record_partials(Py_ssize_t n_groups, int n_parts, n_threads=None):
     """Empty partial tables (n_parts, n_groups) of RECORD_DTYPE: counts 0, max -1,
     min RECORD_MIN_START, argmax -1; many rows are first written by ``n_threads``
     threads (see _touch_threads)."""
-    agg = np.empty((n_parts, n_groups), dtype=RECORD_DTYPE)
+    agg = _line_aligned_empty((n_parts, n_groups), RECORD_DTYPE)
     cdef Py_ssize_t n = n_parts * n_groups, c
     cdef int nt = _touch_threads(n, n_threads)
     cdef _RecordRow* row
@@ -616,7 +616,7 @@ def new_slot_partials(Py_ssize_t n_groups, int n_parts, int maxrec, n_threads=No
     photon yet). Many rows are first written by ``n_threads`` threads (_touch_threads)."""
     if lanes not in (_SLOT_LANES, _NARROW_LANES):
         raise ValueError(f"lanes must be {_SLOT_LANES} or {_NARROW_LANES}, got {lanes}")
-    out = np.empty((n_parts, n_groups, maxrec, lanes), dtype=np.uint16)
+    out = _line_aligned_empty((n_parts, n_groups, maxrec, lanes), np.uint16)
     cdef Py_ssize_t n = n_parts * n_groups, row = maxrec * lanes * sizeof(uint16_t), c
     cdef int nt = _touch_threads(n, n_threads)
     cdef uint8_t[::1] raw
