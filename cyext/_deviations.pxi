@@ -635,8 +635,9 @@ cdef class DeviationAccumulator:
                         t = cyext_thread_id()
                         bs = start + bl[k] * _SUM_BLOCK
                         _deviation_block(x, bs, min(bs + _SUM_BLOCK, stop), &p, t, _block_at(&sv, k), NULL, &unk[t])
-        if owners > 1:  # each block's partials, owner by owner (their groups are disjoint)
-            return scratch.taken(start // _SUM_BLOCK, np.repeat(blocks, owners), np.repeat(todo, owners))
+        if owners > 1:  # each block's partials, its owners' joined (their groups are disjoint)
+            return _joined_by_block(scratch.taken(start // _SUM_BLOCK, np.repeat(blocks, owners),
+                                                  np.repeat(todo, owners)))
         return scratch.taken(start // _SUM_BLOCK, blocks, todo)
 
     def result(self, bint copy=True):
@@ -787,6 +788,21 @@ cdef int _record_mask(records) except -1:
     if unknown:
         raise ValueError(f"records: unknown record tables {unknown}; they are {RECORD_TABLES}")
     return sum(1 << k for k, t in enumerate(RECORD_TABLES) if t in names)
+
+
+cdef list _joined_by_block(list parts):
+    """Block partials ``(block, groups, sums)`` with a block's entries next to each other ->
+    one entry a block (groups and sums concatenated): what merge_block_sums and the
+    totals expect, one list per block."""
+    cdef list out = []
+    cdef Py_ssize_t last
+    for block, groups, sums in parts:
+        last = len(out) - 1  # (the module has no wraparound: no out[-1])
+        if last >= 0 and out[last][0] == block:
+            out[last] = (block, np.concatenate([out[last][1], groups]), np.concatenate([out[last][2], sums]))
+        else:
+            out.append((block, groups, sums))
+    return out
 
 
 cdef object _grown(old, new):

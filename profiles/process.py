@@ -74,6 +74,7 @@ STARTUP_LIMIT_S = 0.15
 #: modules that must load only when used (issue 12)
 HEAVY = ("scipy", "matplotlib", "tqdm", "dask", "distributed")
 PROCESS_LIMIT = 1.15  # whole CLI process / floor process
+IN_PROCESS_LIMIT = 1.05  # the four tables in-process / the read floor, quiet and loaded
 NOISE_MIN = 0.03  # two threads may be this much slower than one (at least) and still "within noise"
 DISTURBED_CORES = 0.25  # other processes' average busy cores that make a run "disturbed"
 SETTLE_S = 0.1  # let the busy loop start spinning before timing beside it
@@ -268,7 +269,8 @@ def whole_process(pair, repeats: int, envs: dict, python=sys.executable) -> dict
 def _worker(argv) -> int:
     """``python -m profiles.process worker --a A --b B --threads 1,2``: opens the pair, makes one
     cython engine per thread count, checks that their tables agree, says ``ready``; then for every
-    line ``K`` on stdin runs one comparison on K threads and answers its wall and CPU seconds."""
+    line ``K`` on stdin runs one comparison on K threads and answers its wall and CPU seconds
+    (``floor K``: one read floor of the same bytes on K threads)."""
     p = argparse.ArgumentParser(prog="python -m profiles.process worker")
     p.add_argument("--a", required=True, type=Path)
     p.add_argument("--b", required=True, type=Path)
@@ -289,7 +291,14 @@ def _worker(argv) -> int:
     digests = {k: table_digest(compare(pair, engines[k])) for k in counts}  # and a warm-up of each
     print(json.dumps({"ready": True, "digests": digests, "threads": {k: e.n_threads for k, e in engines.items()}}),
           flush=True)
+    words = floor_words(pair)
     for line in sys.stdin:
+        if line.startswith("floor"):  # "floor K": one read of the same bytes on K threads
+            k = int(line.split()[1])
+            c0 = time.process_time()
+            wall = read_floor(words, k)
+            print(json.dumps({"threads": k, "wall_s": wall, "cpu_s": time.process_time() - c0}), flush=True)
+            continue
         k = int(line)
         gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
@@ -352,7 +361,7 @@ def threads(pair, counts: list[int], rounds: int, pin, python=sys.executable) ->
     worker = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     cases = ("quiet", "loaded")
-    times = {(case, k): [] for case in cases for k in counts}
+    times = {(case, k): [] for case in cases for k in [*counts, "floor"]}
     try:
         line = worker.stdout.readline()
         if not line:
@@ -362,10 +371,11 @@ def threads(pair, counts: list[int], rounds: int, pin, python=sys.executable) ->
             for case in (cases if r % 2 == 0 else cases[::-1]):
                 hog = start_load(pin, python) if case == "loaded" else None
                 try:
-                    order = counts if (r + (case == "loaded")) % 2 == 0 else counts[::-1]
+                    # the read floor on the most threads beside the comparisons: their ratio, quiet and loaded
+                    order = [*counts, "floor"] if (r + (case == "loaded")) % 2 == 0 else ["floor", *counts[::-1]]
                     for k in order:
                         busy0, hog0, t0 = _busy_cpu_seconds(), hog and _proc_cpu(hog.pid), time.perf_counter()
-                        worker.stdin.write(f"{k}\n")
+                        worker.stdin.write(f"{k}\n" if k != "floor" else f"floor {counts[-1]}\n")
                         worker.stdin.flush()
                         answer = worker.stdout.readline()
                         if not answer:
@@ -404,10 +414,14 @@ def threads(pair, counts: list[int], rounds: int, pin, python=sys.executable) ->
         noise = max(NOISE_MIN, *((s["median"] - s["min"]) / s["min"] for s in (one, many)))
         ratio = many["median"] / one["median"]
         paired = [b / a for a, b in zip(one["seconds"], many["seconds"])]
+        floor = [d["wall_s"] for d in times[(case, "floor")]]
         out["cases"][case] = {"threads": per, "ratio": {"median": ratio, "min": many["min"] / one["min"],
                                                         "paired_median": statistics.median(paired),
                                                         "paired": paired},
-                              "noise": noise, "within_noise": ratio <= 1 + noise}
+                              "noise": noise, "within_noise": ratio <= 1 + noise,
+                              "floor": {"seconds": floor, **_spread(floor)},
+                              "vs_floor": {"median": many["median"] / statistics.median(floor),
+                                           "min": many["min"] / min(floor)}}
     return out
 
 
@@ -444,6 +458,11 @@ def evaluate(results: dict) -> list[dict]:
             out.append(_target(f"{hi} threads never slower than {t['counts'][0]} by more than noise ({case})",
                                t["size"], c["ratio"]["median"], 1 + c["noise"], c["within_noise"],
                                f"medians; noise {c['noise']:.0%}; minima {c['ratio']['min']:.3g}"))
+        for case, c in t["cases"].items():
+            v = c["vs_floor"]
+            out.append(_target(f"four tables in-process on {hi} threads <= {IN_PROCESS_LIMIT:g}x the read floor "
+                               f"({case})", t["size"], v["median"], IN_PROCESS_LIMIT, v["median"] <= IN_PROCESS_LIMIT,
+                               f"medians; the minima give {v['min']:.3g}"))
         if not t["tables_equal"]:
             out.append(_target("tables equal for every thread count", t["size"], 0, 1, False, str(t["digests"])))
     return out
@@ -514,6 +533,10 @@ def render(results: dict) -> str:
                          f" {c['noise']:>6.0%} {a['cpu_per_wall_median']:>4.2f}/{b['cpu_per_wall_median']:<4.2f}"
                          f" {statistics.median(others) if others else float('nan'):>7.2f}  {verdict}"
                          + (f" ({disturbed} disturbed)" if disturbed else ""))
+        for case, c in t["cases"].items():
+            f, v = c["floor"], c["vs_floor"]
+            parts.append(f"  {case:<7} read floor on {hi} threads {f['min']:.3f} / {f['median']:.3f} s: the four "
+                         f"tables on {hi} threads take {v['median']:.3f}x it (medians), {v['min']:.3f}x (minima)")
         parts.append("  paired = median over rounds of the 2-thread time / the 1-thread time next to it; cpu/wall = "
                      "CPU seconds of the worker per wall second (1 and 2 threads); others = cores other processes "
                      "kept busy (the busy loop excluded)")

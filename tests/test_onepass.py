@@ -120,6 +120,14 @@ def test_threads_sharing_one_table_give_one_threads_bits(cyext, tmp_path, monkey
     assert one.deviations.n_threads == 1 and one.deviations.n_threads_asked == 2
     assert_same(cyext, shared, alone)
     assert_same(cyext, two_pass(cyext, pair, cuts, 2, ranges, records, finals), alone)
+    if finals:  # kept block partials (distributed runs), ranges in any order: one entry a block
+        groups = alone[2]
+        acc = cyext.DeviationAccumulator(cyext.GroupIndex(groups), cuts.record_thresholds(), cuts.ox.values, 2,
+                                         records=records, finals=True, keep_blocks=True, maxrec=pair.a.rx.shape[1])
+        for start, stop in ranges[::-1]:
+            acc.add(pair.a.rx, pair.b.rx, pair.a.ox, pair.b.ox, pair.a.seqhis, pair.b.seqhis, start, stop)
+        assert acc.n_threads == 1
+        assert cyext.merge_block_sums(len(groups), acc.result()["blocks"]).tobytes() == alone[3]["sums"].tobytes()
 
 
 def test_compare_makes_the_migration_table_in_its_pass(tmp_path):
