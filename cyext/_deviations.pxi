@@ -288,8 +288,6 @@ cdef extern from *:
 
 
 cdef enum:
-    # groups beyond which a thread's rows (about 400 bytes a group) outgrow the caches
-    _ROWS_CACHED = 4096
     _LOOKUP_BATCH = 512  # photons whose groups _deviation_block looks up at a time (on the stack)
 
 

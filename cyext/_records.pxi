@@ -347,9 +347,6 @@ cdef extern from *:
     /* Narrow rows (see cyext_record_slots4_t) in AVX2: word 3 of each slot taken from
        the difference (blend), words 0, 3, 4, 5 of each slot gathered to its low 8 bytes
        (shuffle), the two slots' 8 bytes side by side (permute). */
-    #define CYEXT_NARROW128(M, V)                                                             \\
-        _mm_shuffle_epi8(_mm_blend_epi16(M, V, 0x08),                                         \\
-                         _mm_setr_epi8(0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1))
     CYEXT_AVX2_INLINE void cyext_record_slots4_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
                                                       uint16_t *slots, int32_t *d, const int mask) {
         const __m256i zero = _mm256_setzero_si256();
@@ -377,7 +374,7 @@ cdef extern from *:
             __m128i v;
             CYEXT_SLOT_DIFF128(v, va, vb, _mm256_castsi256_si128(zero), mask);
             __m128i m = _mm_max_epu16(_mm_max_epu16(v, _mm_srli_si128(v, 2)), _mm_srli_si128(v, 4));
-            __m128i p = CYEXT_NARROW128(m, v);
+            __m128i p = _mm_shuffle_epi8(_mm_blend_epi16(m, v, 0x08), _mm256_castsi256_si128(pick));
             __m128i *row = (__m128i *)(slots + pairs / 2);
             _mm_storel_epi64(row, _mm_max_epu16(_mm_loadl_epi64(row), p));
             acc = _mm_max_epu16(acc, p);
@@ -584,11 +581,14 @@ def merge_record_partials(partials):
 SLOT_LANES = ((0, 1, 2), (3,), (4, 5, 6))
 #: the same for narrow rows (4 lanes a slot: max(x, y, z), t, max(pol x, y, z), any)
 NARROW_SLOT_LANES = ((0,), (1,), (2,))
-#: groups from which a DeviationAccumulator's slot rows are narrow: beyond the caches a
-#: row's bytes cost more than the instructions that narrow it
-NARROW_SLOTS_FROM = 4096
 cdef enum:
     _NARROW_LANES = 4
+    # groups beyond which a thread's rows (a few hundred bytes a group) outgrow the
+    # caches: the block loop then prefetches rows, threads may share one table
+    _ROWS_CACHED = 4096
+#: groups from which a DeviationAccumulator's slot rows are narrow: beyond the caches a
+#: row's bytes cost more than the instructions that narrow it
+NARROW_SLOTS_FROM = _ROWS_CACHED
 
 
 cdef int _lanes_for(Py_ssize_t n_groups) except -1:
