@@ -142,6 +142,7 @@ cdef extern from *:
         ptrdiff_t ras, rbs, oas, obs;
         int maxrec;
         int64_t thr[9];                 /* record thresholds (3 tables x 3 levels) */
+        int32_t lev[12];                /* the same as the vector update takes them */
         double cut[3];                  /* ox cuts */
         cyext_record_row *rec;          /* this thread's rows (NULL: no record table) */
         uint16_t *slot;                 /* its slot lanes, maxrec x 8 a group */
@@ -176,7 +177,7 @@ cdef extern from *:
                 CYEXT_PREFETCH(b.pos + (G));                                                  \\
             }                                                                                 \\
         } while (0)
-    #define CYEXT_BLOCK_LOOP(SLOTS, FINAL, MASK, FINALS, LANES)                               \\
+    #define CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, MASK, FINALS, LANES)                       \\
         for (ptrdiff_t i = i0; i < i0 + n; i++) {                                             \\
             const int32_t g = groups[i - i0];                                                 \\
             if (b.rows_ahead && i + CYEXT_AHEAD < i0 + n) {                                   \\
@@ -193,7 +194,7 @@ cdef extern from *:
                 int32_t d3[3];                                                                \\
                 SLOTS((const int16_t *)(b.ra + i * b.ras), (const int16_t *)(b.rb + i * b.rbs), \\
                       b.maxrec, b.slot + (ptrdiff_t)g * (LANES) * b.maxrec, d3, MASK);        \\
-                cyext_record_update(b.rec + g, d3, b.thr, i, MASK);                           \\
+                UPDATE(b.rec + g, d3, b.thr, b.lev, i, MASK);                                 \\
             }                                                                                 \\
             if (FINALS) {                                                                     \\
                 CYEXT_PREFETCH(b.oa + (i + CYEXT_AHEAD) * b.oas);                             \\
@@ -212,48 +213,48 @@ cdef extern from *:
             }                                                                                 \\
         }
     /* one loop per record mask (0..7) and ox table (0, 1): only the asked work compiled in */
-    #define CYEXT_BLOCK_CASES(SLOTS, FINAL, LANES)                                            \\
+    #define CYEXT_BLOCK_CASES(SLOTS, UPDATE, FINAL, LANES)                                    \\
         switch (2 * mask + (finals != 0)) {                                                   \\
-        case 1: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 0, 1, LANES) break;                            \\
-        case 2: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 0, LANES) break;                            \\
-        case 3: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 1, 1, LANES) break;                            \\
-        case 4: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 0, LANES) break;                            \\
-        case 5: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 2, 1, LANES) break;                            \\
-        case 6: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 0, LANES) break;                            \\
-        case 7: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 3, 1, LANES) break;                            \\
-        case 8: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 0, LANES) break;                            \\
-        case 9: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 4, 1, LANES) break;                            \\
-        case 10: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 0, LANES) break;                           \\
-        case 11: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 5, 1, LANES) break;                           \\
-        case 12: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 0, LANES) break;                           \\
-        case 13: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 6, 1, LANES) break;                           \\
-        case 14: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 0, LANES) break;                           \\
-        case 15: CYEXT_BLOCK_LOOP(SLOTS, FINAL, 7, 1, LANES) break;                           \\
+        case 1: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 0, 1, LANES) break;                    \\
+        case 2: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 1, 0, LANES) break;                    \\
+        case 3: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 1, 1, LANES) break;                    \\
+        case 4: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 2, 0, LANES) break;                    \\
+        case 5: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 2, 1, LANES) break;                    \\
+        case 6: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 3, 0, LANES) break;                    \\
+        case 7: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 3, 1, LANES) break;                    \\
+        case 8: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 4, 0, LANES) break;                    \\
+        case 9: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 4, 1, LANES) break;                    \\
+        case 10: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 5, 0, LANES) break;                   \\
+        case 11: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 5, 1, LANES) break;                   \\
+        case 12: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 6, 0, LANES) break;                   \\
+        case 13: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 6, 1, LANES) break;                   \\
+        case 14: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 7, 0, LANES) break;                   \\
+        case 15: CYEXT_BLOCK_LOOP(SLOTS, UPDATE, FINAL, 7, 1, LANES) break;                   \\
         default: break;                                                                       \\
         }
     /* the arguments copied to a local: the row stores cannot alias them for the compiler */
-    #define CYEXT_BLOCK_FN(NAME, ATTR, SLOTS, SLOTS4, FINAL)                                  \\
+    #define CYEXT_BLOCK_FN(NAME, ATTR, SLOTS, SLOTS4, UPDATE, FINAL)                          \\
         static ATTR ptrdiff_t NAME(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,        \\
                                    const int32_t *groups, int mask, int finals, ptrdiff_t nq, \\
                                    int64_t *unknown_out) {                                    \\
             const cyext_block b = *args;                                                      \\
             int64_t unknown = 0;                                                              \\
             if (b.lanes == 4) {                                                               \\
-                CYEXT_BLOCK_CASES(SLOTS4, FINAL, 4)                                           \\
+                CYEXT_BLOCK_CASES(SLOTS4, UPDATE, FINAL, 4)                                   \\
             } else {                                                                          \\
-                CYEXT_BLOCK_CASES(SLOTS, FINAL, 8)                                            \\
+                CYEXT_BLOCK_CASES(SLOTS, UPDATE, FINAL, 8)                                    \\
             }                                                                                 \\
             *unknown_out += unknown;                                                          \\
             return nq;                                                                        \\
         }
     #define CYEXT_NO_ATTR
     CYEXT_BLOCK_FN(cyext_deviation_block_base, CYEXT_NO_ATTR, cyext_record_slots_t, cyext_record_slots4_t,
-                   CYEXT_FINAL_BASE)
+                   cyext_record_update, CYEXT_FINAL_BASE)
     #if defined(CYEXT_AVX2)
     CYEXT_BLOCK_FN(cyext_deviation_block_avx2, CYEXT_AVX2_FN, cyext_record_slots_avx2_t, cyext_record_slots4_avx2_t,
-                   cyext_final_deviation_avx2_t)
+                   cyext_record_update_avx2, cyext_final_deviation_avx2_t)
     CYEXT_BLOCK_FN(cyext_deviation_block_avx512, CYEXT_AVX512_FN, cyext_record_slots_avx512_t, cyext_record_slots4_avx512_t,
-                   cyext_final_deviation_avx2_t)
+                   cyext_record_update_avx2, cyext_final_deviation_avx2_t)
     #endif
     static ptrdiff_t cyext_deviation_block(const cyext_block *args, ptrdiff_t i0, ptrdiff_t n,
                                            const int32_t *groups, int mask, int finals, ptrdiff_t nq,
@@ -273,6 +274,7 @@ cdef extern from *:
         Py_ssize_t ras, rbs, oas, obs
         int maxrec
         int64_t thr[9]
+        int32_t lev[12]
         double cut[3]
         _RecordRow* rec
         uint16_t* slot
@@ -315,6 +317,9 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _
     b.oa, b.oas, b.ob, b.obs = x.oa, x.oas, x.ob, x.obs
     for k in range(9):
         b.thr[k] = x.thr[k] if x.rmask else 0
+        b.lev[4 * (k // 3) + k % 3] = <int32_t>min(max(b.thr[k] - 1, <int64_t>INT32_MIN), <int64_t>INT32_MAX)
+    for k in range(3):
+        b.lev[4 * k + 3] = INT32_MAX
     for k in range(3):
         b.cut[k] = x.cut[k] if x.finals else 0.0
     b.rec = p.rec + t * p.G if p.rec else NULL
@@ -375,8 +380,8 @@ cdef class DeviationAccumulator:
     cdef readonly list blocks
     cdef object thresholds, cuts, pos
     cdef Py_ssize_t next_start
-    cdef bint levels_made  # result(copy=False) made the level counts cumulative in place: done
     cdef object slots_made  # result(copy=False)'s slot maxima, written over the one part's lanes
+    cdef bint views_taken  # result(copy=False) gave the one part's rows: nothing more is added
 
     def __init__(self, GroupIndex index, thresholds, cuts, n_threads=None, *, records=True,
                  bint finals=True, bint keep_blocks=False, maxrec=None):
@@ -408,7 +413,6 @@ cdef class DeviationAccumulator:
         self.blocks = []
         self.pos = np.full((self.n_threads, max(G, 1)), -1, dtype=np.int32)
         self.next_start = 0
-        self.levels_made = False
 
     cdef _set_maxrec(self, int maxrec):
         if maxrec < 0:
@@ -438,7 +442,7 @@ cdef class DeviationAccumulator:
             raise ValueError(f"photon range [{start}, {stop}) outside 0..{n}")
         if start % _SUM_BLOCK:
             raise ValueError(f"start {start} is not a multiple of SUM_BLOCK ({_SUM_BLOCK})")
-        if self.levels_made:
+        if self.views_taken:
             raise ValueError("result(copy=False) was taken: nothing more can be added")
         if not self.keep_blocks and start < self.next_start:
             raise ValueError(f"ranges must come in increasing order (start {start} < {self.next_start}); "
@@ -650,20 +654,12 @@ cdef class DeviationAccumulator:
         merge with merge_record_partials / merge_final_partials on their stacked rows."""
         out = {}
         cdef Py_ssize_t G = len(self.index)
-        cdef _RecordRow* rows
         if self.records:
             if not copy and self.record_partials.shape[0] == 1:
                 out["records"] = self.record_partials[0, :G]
-                if self.levels_made:
-                    return out | self._rest(copy, G)
-                self.levels_made = True
+                self.views_taken = True
             else:
                 out["records"] = merge_record_partials(self.record_partials[:, :G])
-                if self.levels_made:  # made in place already
-                    return out | self._rest(copy, G)
-            if G:  # exact-level counts -> beyond each cut (cyext_record_update)
-                rows = _record_rows(out["records"].reshape(1, G), 0)
-                _cumulative_levels(rows, G)
         return out | self._rest(copy, G)
 
     cdef dict _rest(self, bint copy, Py_ssize_t G):

@@ -210,12 +210,10 @@ cdef _check_layouts():
             "final row": (FINAL_DTYPE.itemsize, sizeof(_FinalRow)),
             "final max": (FINAL_DTYPE.fields["max"][1], <char*>&f.max - f0),
             "final argmax": (FINAL_DTYPE.fields["argmax"][1], <char*>&f.argmax - f0)}
-    for k, t in enumerate(RECORD_TABLES):
-        base = RECORD_DTYPE.fields[t][1]
-        sub = RECORD_DTYPE.fields[t][0]
-        want[f"{t} table"] = (base, <char*>&r.table[k] - r0)
-        want[f"{t} max"] = (base + sub.fields["max"][1], <char*>&r.table[k].max - r0)
-        want[f"{t} argmax"] = (base + sub.fields["argmax"][1], <char*>&r.table[k].argmax - r0)
+    c_side = {"nitem": <char*>&r.nitem - r0, "sum": <char*>&r.sum[0] - r0, "max": <char*>&r.max[0] - r0,
+              "min": <char*>&r.min[0] - r0, "argmax": <char*>&r.argmax[0] - r0, "ndisc": <char*>&r.ndisc[0][0] - r0}
+    for name, offset in c_side.items():
+        want[f"record {name}"] = (RECORD_DTYPE.fields[name][1], offset)
     bad = [name for name, (numpy_side, c_side) in want.items() if numpy_side != c_side]
     if bad:
         raise ImportError(f"cyext: numpy dtypes and C rows disagree on {', '.join(bad)}")

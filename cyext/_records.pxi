@@ -10,49 +10,50 @@ RECORD_TABLES = ("rpost", "rtime", "rpol")
 #: larger than any |difference| of two stored values (int16: at most 65535), so the
 #: first photon of a group sets its min
 RECORD_MIN_START = 65536
-cdef enum:
-    _RECORD_MIN_START = 65536
 
 # One group's row of a record partial table, as C sees it (the C kernels below write
 # it); RECORD_DTYPE is the same row for numpy (checked when the module is imported, see
 # _check_layouts).
 cdef extern from *:
     """
-    /* 40 bytes a table and 128 a row (two cache lines): with a million histories the
-       rows are visited at random. A deviation is at most 65535 counts and a history has
-       fewer photons than its event (at most 2**31 - 1, checked), so 32 bits hold the
-       level counts and the max; the sum and the photon index need 64, and the min takes
-       the 64 bits that would be padding (no byte of a row is left undefined). */
+    /* 128 bytes a row (two cache lines: with a million histories the rows are visited
+       at random), a field per aggregate with the three tables side by side, so that one
+       photon updates each aggregate of its three tables with one vector instruction
+       (cyext_record_update_avx2): nitem and the sums are one 4 x int64 vector, the
+       others 4 x int32, their lane 3 unused (kept at its empty value, no byte of a row
+       is undefined). A deviation is at most 65535 counts and a history has fewer
+       photons than its event (at most 2**31 - 1, checked), so 32 bits hold the max,
+       min, photon index and level counts; the sums need 64. */
+    enum { CYEXT_RECORD_MIN_START = 65536 };  /* RECORD_MIN_START */
     typedef struct {
-        int64_t sum;       /* sum of the per-photon deviations */
-        int64_t argmax;    /* photon of the max, the lowest index on ties (-1: none) */
-        int64_t min;       /* smallest per-photon deviation (RECORD_MIN_START: no photon yet) */
-        int32_t ndisc[3];  /* photons beyond cut level 0, 1, 2 (warning, error, fatal) */
-        int32_t max;       /* largest, stored counts (-1: no photon yet) */
-    } cyext_record_table;
-    typedef struct {
-        int64_t nitem;     /* aligned photons of the group (the same for the three tables) */
-        cyext_record_table table[3];  /* in RECORD_TABLES order */
+        int64_t nitem;        /* aligned photons of the group (the same for the three tables) */
+        int64_t sum[3];       /* per table (RECORD_TABLES order): sum of the per-photon deviations */
+        int32_t max[4];       /* largest, stored counts (-1: no photon yet) */
+        int32_t min[4];       /* smallest (RECORD_MIN_START: no photon yet) */
+        int32_t argmax[4];    /* photon of the max, the lowest index on ties (-1: none) */
+        int32_t ndisc[3][4];  /* ndisc[k][j]: photons beyond cut level j (warning, error, fatal) */
     } cyext_record_row;
     """
-    ctypedef struct _RecordTable "cyext_record_table":
-        int64_t sum
-        int64_t argmax
-        int64_t min
-        int32_t ndisc[3]
-        int32_t max
+    enum: _RECORD_MIN_START "CYEXT_RECORD_MIN_START"
     ctypedef struct _RecordRow "cyext_record_row":
         int64_t nitem
-        _RecordTable table[3]
+        int64_t sum[3]
+        int32_t max[4]
+        int32_t min[4]
+        int32_t argmax[4]
+        int32_t ndisc[3][4]
 
-_RECORD_TABLE_DTYPE = np.dtype([("sum", np.int64), ("argmax", np.int64), ("min", np.int64),
-                                ("ndisc", np.int32, (3,)), ("max", np.int32)])
-#: photons an event may have: a history's level counts are 32-bit (cyext_record_table)
+#: photons an event may have: a history's photon indices and level counts are 32-bit
+#: (cyext_record_row)
 MAX_PHOTONS = (1 << 31) - 1
-#: one group's row of the record aggregates: ``nitem`` (int64), then per table of
-#: RECORD_TABLES a record with ``sum``, ``argmax``, ``min`` (int64), ``ndisc`` (3,) and
-#: ``max`` (int32), in stored counts (see docs/event-format.md, section 5)
-RECORD_DTYPE = np.dtype([("nitem", np.int64)] + [(t, _RECORD_TABLE_DTYPE) for t in RECORD_TABLES])
+#: one group's row of the record aggregates, the tables of RECORD_TABLES side by side:
+#: ``nitem`` (int64), ``sum`` (3,) int64, ``max``, ``min``, ``argmax`` (4,) int32 and
+#: ``ndisc`` (3, 4) int32 (table k's counts beyond each cut: ``ndisc[k, :3]``), in stored
+#: counts (see docs/event-format.md, section 5); lane 3 is unused (its empty value).
+#: record_table(rows, k) gives table k's columns.
+RECORD_DTYPE = np.dtype([("nitem", np.int64), ("sum", np.int64, (3,)), ("max", np.int32, (4,)),
+                         ("min", np.int32, (4,)), ("argmax", np.int32, (4,)), ("ndisc", np.int32, (3, 4))])
+
 
 
 # ------------------------------------------------------------------ SIMD paths
@@ -469,26 +470,58 @@ cdef extern from *:
     #endif
     /* Add photon i with deviations d (RECORD_TABLES order) to its group's row, for
        the tables in mask (bit k = table k, a compile-time constant); thr (3 tables x 3
-       levels): beyond level j of table k when d[k] >= thr[3k + j] (thresholds increase
-       with j). In partial rows ndisc[j] counts the photons at level j exactly (beyond
-       cut j, not j + 1); _cumulative_levels makes them "beyond cut j" when the rows
-       leave the accumulator. Free of branches: deviations tie often, and which photons
-       pass which cut is not predictable. */
+       levels): beyond level j of table k when d[k] >= thr[3k + j]. Free of branches:
+       deviations tie often, and which photons pass which cut is not predictable. */
     CYEXT_INLINE void cyext_record_update(cyext_record_row *row, const int32_t *d, const int64_t *thr,
-                                          ptrdiff_t i, const int mask) {
+                                          const int32_t *lev, ptrdiff_t i, const int mask) {
+        (void)lev;
         row->nitem += 1;
         for (int k = 0; k < 3; k++) {
             if (!((mask >> k) & 1)) continue;
-            cyext_record_table *t = &row->table[k];
             const int32_t x = d[k];  /* at most 65535 */
-            t->ndisc[(x >= thr[3 * k + 1]) + (x >= thr[3 * k + 2])] += x >= thr[3 * k];
-            const int take = (x > t->max) | ((x == t->max) & (i < t->argmax));  /* ties: lowest index */
-            t->max = take ? x : t->max;
-            t->argmax = take ? i : t->argmax;
-            t->min = x < t->min ? x : t->min;
-            t->sum += x;
+            for (int j = 0; j < 3; j++)
+                row->ndisc[k][j] += x >= thr[3 * k + j];
+            const int take = (x > row->max[k]) | ((x == row->max[k]) & (i < row->argmax[k]));  /* ties: lowest index */
+            row->max[k] = take ? x : row->max[k];
+            row->argmax[k] = take ? (int32_t)i : row->argmax[k];
+            row->min[k] = x < row->min[k] ? x : row->min[k];
+            row->sum[k] += x;
         }
     }
+    #if defined(CYEXT_AVX2)
+    /* The same, the three tables at once: lane k of each field is table k. lev holds
+       per table the 4 lanes (thr[3k + j] - 1 for j < 3, clamped to int32; INT32_MAX):
+       d >= thr is d > thr - 1. Lanes of tables not in mask, and lane 3, keep their
+       values. It takes about a third of the instructions and stores of the scalar
+       form (docs/kernels.md, "Record rows"). */
+    CYEXT_AVX2_INLINE void cyext_record_update_avx2(cyext_record_row *row, const int32_t *d, const int64_t *thr,
+                                                    const int32_t *lev, ptrdiff_t i, const int mask) {
+        (void)thr;
+        const __m128i on = _mm_setr_epi32(mask & 1 ? -1 : 0, mask & 2 ? -1 : 0, mask & 4 ? -1 : 0, 0);
+        const __m128i x = _mm_setr_epi32(mask & 1 ? d[0] : 0, mask & 2 ? d[1] : 0, mask & 4 ? d[2] : 0, 0);
+        /* nitem and the sums: + (1, d0, d1, d2) as 4 x int64 */
+        __m256i *cs = (__m256i *)&row->nitem;
+        const __m128i one_x = _mm_insert_epi32(_mm_slli_si128(x, 4), 1, 0);
+        _mm256_storeu_si256(cs, _mm256_add_epi64(_mm256_loadu_si256(cs), _mm256_cvtepu32_epi64(one_x)));
+        /* max and its photon, ties to the lowest index; min */
+        __m128i *pm = (__m128i *)row->max, *pa = (__m128i *)row->argmax, *pn = (__m128i *)row->min;
+        const __m128i mx = _mm_loadu_si128(pm), am = _mm_loadu_si128(pa);
+        const __m128i iv = _mm_set1_epi32((int32_t)i);
+        const __m128i take = _mm_and_si128(on, _mm_or_si128(_mm_cmpgt_epi32(x, mx),
+                                                            _mm_and_si128(_mm_cmpeq_epi32(x, mx), _mm_cmpgt_epi32(am, iv))));
+        _mm_storeu_si128(pm, _mm_blendv_epi8(mx, x, take));
+        _mm_storeu_si128(pa, _mm_blendv_epi8(am, iv, take));
+        const __m128i xmin = _mm_blendv_epi8(_mm_set1_epi32(CYEXT_RECORD_MIN_START), x, on);
+        _mm_storeu_si128(pn, _mm_min_epi32(_mm_loadu_si128(pn), xmin));
+        /* the level counts: - (-1) where d > thr - 1 */
+        for (int k = 0; k < 3; k++) {
+            if (!((mask >> k) & 1)) continue;
+            __m128i *c = (__m128i *)row->ndisc[k];
+            const __m128i beyond = _mm_cmpgt_epi32(_mm_set1_epi32(d[k]), _mm_loadu_si128((const __m128i *)(lev + 4 * k)));
+            _mm_storeu_si128(c, _mm_sub_epi32(_mm_loadu_si128(c), beyond));
+        }
+    }
+    #endif
     """
 
 
@@ -503,22 +536,10 @@ cdef void _clear_record_rows(_RecordRow* row, Py_ssize_t n) noexcept nogil:
     cdef int k
     memset(row, 0, n * sizeof(_RecordRow))
     for j in range(n):
-        for k in range(3):
-            row[j].table[k].max = -1
-            row[j].table[k].min = _RECORD_MIN_START
-            row[j].table[k].argmax = -1
-
-
-cdef void _cumulative_levels(_RecordRow* row, Py_ssize_t n) noexcept nogil:
-    """Partial rows' exact-level counts -> photons beyond each cut (see cyext_record_update)."""
-    cdef Py_ssize_t g
-    cdef int k
-    cdef int32_t* c
-    for g in range(n):
-        for k in range(3):
-            c = row[g].table[k].ndisc
-            c[1] += c[2]
-            c[0] += c[1]
+        for k in range(4):
+            row[j].max[k] = -1
+            row[j].min[k] = _RECORD_MIN_START
+            row[j].argmax[k] = -1
 
 
 def new_record_partials(Py_ssize_t n_groups, int n_parts, n_threads=None):
@@ -541,19 +562,16 @@ cdef inline void _merge_record_row(_RecordRow* o, const _RecordRow* x) noexcept 
     """Row ``x`` into row ``o``: counts and sums add, max/min combine, the max keeps the
     lowest photon index among the rows that reach it."""
     cdef int k, j
-    cdef _RecordTable* t
-    cdef const _RecordTable* u
     o.nitem += x.nitem
     for k in range(3):
-        t, u = &o.table[k], &x.table[k]
         for j in range(3):
-            t.ndisc[j] += u.ndisc[j]
-        t.sum += u.sum
-        if u.min < t.min:
-            t.min = u.min
-        if u.max > t.max or (u.max == t.max and u.argmax < t.argmax):
-            t.max = u.max
-            t.argmax = u.argmax
+            o.ndisc[k][j] += x.ndisc[k][j]
+        o.sum[k] += x.sum[k]
+        if x.min[k] < o.min[k]:
+            o.min[k] = x.min[k]
+        if x.max[k] > o.max[k] or (x.max[k] == o.max[k] and x.argmax[k] < o.argmax[k]):
+            o.max[k] = x.max[k]
+            o.argmax[k] = x.argmax[k]
 
 
 def merge_record_partials(partials):
@@ -691,7 +709,7 @@ def worst_slots(slots, records):
             for g in prange(G, schedule="static", num_threads=nt):
                 for k in range(3):
                     for r in range(R):
-                        if sl[g, k, r] == row[g].table[k].max:
+                        if sl[g, k, r] == row[g].max[k]:
                             o[g, k] = r
                             break
     return out

@@ -8,6 +8,7 @@ from conftest import hand_records, kernel_record_deviations, random_pair
 from photonab import EventPair
 from photonab.cuts import RECORD_TABLES, Cuts
 from photonab.engines import reference
+from photonab.engines.compiled import record_table
 
 
 def _seq(n, n_codes, seed=0):
@@ -102,9 +103,9 @@ def test_record_aggregates_match_reference(cyext, tmp_path, n_threads):
     merged = _accumulate(cyext, pair, groups, cuts, [(0, cyext.SUM_BLOCK), (cyext.SUM_BLOCK, n)], n_threads,
                          finals=False)["records"]
     dev, aligned, g = _reference_records(pair, groups)
-    for table in RECORD_TABLES:
+    for k, table in enumerate(RECORD_TABLES):
         want = reference.aggregate_rows(table, groups, g, aligned, dev[table][aligned], cuts[table])
-        got = merged[table]
+        got = record_table(merged, k)
         assert np.array_equal(merged["nitem"], want.nitem)
         for name in ("ndisc", "max", "min", "sum", "argmax"):
             assert np.array_equal(got[name], getattr(want, name)), (table, name)
@@ -240,8 +241,8 @@ def test_record_aggregates_by_hand(cyext):
     # rpost 5, 0, 65535, 0, 0, 0, 1; rtime 0, 7, 32768, 0, 0, 0, 0; rpol 0, 0, 0, 254, 0, 2, 0
     by_hand = {"rpost": ([2, 1, 1], 65535, 0, 65541, 2), "rtime": ([2, 1, 0], 32768, 0, 32775, 2),
                "rpol": ([2, 2, 0], 254, 0, 256, 3)}
-    for table, (ndisc, mx, mn, total, argmax) in by_hand.items():
-        row = rec[table][0]
+    for k, (table, (ndisc, mx, mn, total, argmax)) in enumerate(by_hand.items()):
+        row = {name: column[0] for name, column in record_table(rec, k).items()}
         assert row["ndisc"].tolist() == ndisc, table
         assert (row["max"], row["min"], row["sum"], row["argmax"]) == (mx, mn, total, argmax), table
 
@@ -255,7 +256,7 @@ def test_record_argmax_ties_keep_the_lowest_photon(cyext):
                                          n_threads, finals=False)
         acc.add(a, b, None, None, seq, seq, 0, len(a))
         rec = acc.result()["records"]
-        assert [rec[t]["argmax"][0] for t in RECORD_TABLES] == [2, 2, 3]
+        assert rec["argmax"][0, :3].tolist() == [2, 2, 3]
 
 
 def test_effective_threads(cyext):
@@ -344,11 +345,17 @@ def _check_simd_records(cyext, rx_a, rx_b, mask, n_groups, lanes=None):
     acc.add(rx_a, rx_b, None, None, seq, seq, 0, n)
     res = acc.result()
     slot_dev = reference.record_slot_deviations(rx_a, rx_b)
-    assert np.array_equal(res["records"]["nitem"], np.bincount(group, minlength=n_groups))
+    rec = res["records"]
+    assert np.array_equal(rec["nitem"], np.bincount(group, minlength=n_groups))
+    # lane 3 of a row's fields is no table's: every path keeps its empty value
+    assert (rec["max"][:, 3] == -1).all() and (rec["min"][:, 3] == cyext.RECORD_MIN_START).all()
+    assert (rec["argmax"][:, 3] == -1).all() and (rec["ndisc"][:, :, 3] == 0).all()
     for k, table in enumerate(RECORD_TABLES):
-        got, slots = res["records"][table], res["slots"][:, k, :]
+        got, slots = record_table(rec, k), res["slots"][:, k, :]
         if table not in names:  # not computed: empty rows
             assert (got["max"] == -1).all() and (slots == 0).all(), table
+            assert (got["min"] == cyext.RECORD_MIN_START).all() and (got["argmax"] == -1).all(), table
+            assert (got["sum"] == 0).all() and (got["ndisc"] == 0).all(), table
             continue
         want_slots = np.zeros((n_groups, maxrec), np.uint16)
         np.maximum.at(want_slots, group, slot_dev[table])
@@ -422,7 +429,8 @@ def slot_rows(request, monkeypatch, cyext):
     return 4 if request.param == "narrow" else 8
 
 
-@pytest.mark.parametrize("maxrec", range(17))  # odd and even: AVX2 takes slot pairs, then a last slot
+@pytest.mark.parametrize("maxrec", [*range(17), 31, 32])  # odd and even: AVX2 takes slot pairs, then a last slot;
+# 31 and 32: the longest SEvt records
 def test_simd_records_every_maxrec_and_mask(cyext, maxrec, slot_rows):
     rng = np.random.default_rng(maxrec)
     rx_a, rx_b = _simd_records(rng, 300, maxrec)
@@ -511,7 +519,7 @@ def test_result_without_copy_is_the_last_word(cyext):
     acc.add(a, b, None, None, seq, seq, 0, len(a))
     first = acc.result(copy=False)["records"].copy()
     assert acc.result(copy=False)["records"].tobytes() == first.tobytes() == acc.result()["records"].tobytes()
-    assert first["rpost"]["ndisc"].tolist() == [[2, 1, 1]]  # rpost 5, 0, 65535, 0, 0, 0, 1 beyond 2, 6, 65535
+    assert first["ndisc"][:, 0, :3].tolist() == [[2, 1, 1]]  # rpost 5, 0, 65535, 0, 0, 0, 1 beyond 2, 6, 65535
     with pytest.raises(ValueError, match="nothing more can be added"):
         acc.add(a, b, None, None, seq, seq, 0, len(a))
 

@@ -67,12 +67,14 @@ class DeviationAggregate:
     table: str
     codes: np.ndarray  # uint64 (G,)
     nitem: np.ndarray  # int64 (G,)
-    ndisc: np.ndarray  # int64 (G, 3)
+    # integer columns are int64, or int32 views of cyext's record rows (ndisc, max, min,
+    # argmax: docs/kernels.md, "Record rows"); the engines' values are the same
+    ndisc: np.ndarray  # (G, 3)
     nnan: np.ndarray  # int64 (G,)
-    max: np.ndarray  # (G,) int64 or float64
+    max: np.ndarray  # (G,) integer, or float64 (ox)
     min: np.ndarray
     sum: np.ndarray
-    argmax: np.ndarray  # int64 (G,)
+    argmax: np.ndarray  # integer (G,)
     cuts: TableCuts
     # record tables only (None for ox): slot_max[g, r] is the largest slot-r deviation of
     # history g's photons in stored counts (slot 0 = the source, 1 = the first step, ...;

@@ -96,8 +96,8 @@ class CythonEngine:
 
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
     """The tables' aggregates from a merged DeviationAccumulator result, field by field:
-    ``records`` rows (cyext.RECORD_DTYPE: nitem, then per record table ndisc, max, min,
-    sum, argmax), the per-slot maxima ``slots`` (G, 3, maxrec), ``finals`` rows
+    ``records`` rows (cyext.RECORD_DTYPE: nitem, then ndisc, max, min, sum, argmax with
+    the record tables side by side, see record_table), the per-slot maxima ``slots`` (G, 3, maxrec), ``finals`` rows
     (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
@@ -108,12 +108,19 @@ def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables)
     for k, table in enumerate(RECORD_TABLES):
         if table in tables:
             out[table] = DeviationAggregate(table, codes, nitem=nitem, nnan=nnan, cuts=cuts[table],
-                                            **_fields(rec[table], "ndisc", "max", "min", "sum", "argmax"),
+                                            **record_table(rec, k),
                                             slot_max=slots[:, k, :], worst_slot=worst[:, k])
     if "ox" in tables:
         out["ox"] = DeviationAggregate("ox", codes, sum=result["sums"], cuts=cuts.ox,
                                        **_fields(result["finals"], "nitem", "nnan", "ndisc", "max", "min", "argmax"))
     return out
+
+
+def record_table(rows: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Record table k's (RECORD_TABLES order) columns of cyext.RECORD_DTYPE rows, as views:
+    ``ndisc`` (G, 3), ``max``, ``min``, ``sum``, ``argmax`` (G,)."""
+    return {"ndisc": rows["ndisc"][:, k, :3], "max": rows["max"][:, k], "min": rows["min"][:, k],
+            "sum": rows["sum"][:, k], "argmax": rows["argmax"][:, k]}
 
 
 def _field(rows: np.ndarray, name: str) -> np.ndarray:
