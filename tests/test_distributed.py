@@ -143,7 +143,7 @@ def test_same_tables_for_some_tables_and_many_histories(tmp_path, engine):
     pair = EventPair.open(*random_pair(tmp_path, 2 * BLOCK + 17, maxrec=2, distinct=True, p_aligned=0.7))
     eng = engine()
     assert len(eng.chunks(pair.n)) == 3
-    for tables in (("ox",), ("rtime", "rpol")):
+    for tables in (("ox",), ("rtime", "rpol"), ("rpost", "rtime", "rpol", "ox")):  # narrow slot rows, shared table
         result = compare(pair, eng, tables=tables)
         reference = compare(pair, "cython", tables=tables)
         assert len(result.history) > 2 * BLOCK and result.same_tables(reference)
