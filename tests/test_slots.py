@@ -141,6 +141,14 @@ def test_worst_slot_is_the_lowest_slot_reaching_the_max(tmp_path):
         assert c.tables["ox"].raw.slot_max is None and c.tables["ox"].raw.worst_slot is None
 
 
+def test_worst_slots_refuses_more_slots_than_int16_numbers():
+    import cyext
+    records = cyext.merge_record_partials(cyext.new_record_partials(1, 1))
+    assert cyext.worst_slots(np.zeros((1, 3, 32767), np.uint16), records).tolist() == [[-1, -1, -1]]
+    with pytest.raises(ValueError, match="maxrec 32768 does not fit"):
+        cyext.worst_slots(np.zeros((1, 3, 32768), np.uint16), records)
+
+
 def test_history_without_aligned_photons_has_no_worst_slot(tmp_path):
     pair = EventPair.open(*random_pair(tmp_path, 400, p_aligned=0.0, n_codes=2, maxrec=5))
     for engine in ("cython", "numpy", "select"):

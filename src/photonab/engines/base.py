@@ -81,7 +81,7 @@ class DeviationAggregate:
     # 0 for a history without photons); worst_slot[g] the lowest slot reaching max[g]
     # (-1 when none: no photon). docs/event-format.md, section 5.
     slot_max: np.ndarray | None = None  # uint16 (G, maxrec)
-    worst_slot: np.ndarray | None = None  # int64 (G,)
+    worst_slot: np.ndarray | None = None  # integer (G,): int64, or int16 from cyext
 
     def rows(self, keep) -> "DeviationAggregate":
         """The histories (rows) that ``keep`` (a mask or row numbers) picks."""
