@@ -400,7 +400,7 @@ cdef class DeviationAccumulator:
         self.cuts = np.ascontiguousarray(cuts, dtype=np.float64)
         if self.thresholds.shape != (3, 3) or self.cuts.shape != (3,):
             raise ValueError("thresholds must be (3, 3) int64 and cuts (3,) float64")
-        if (np.diff(self.thresholds, axis=1) < 0).any():  # the rows count photons by level
+        if (np.diff(self.thresholds, axis=1) < 0).any():  # warning <= error <= fatal
             raise ValueError(f"thresholds must not decrease with the level, got {self.thresholds.tolist()}")
         _check_cuts(self.cuts)
         self.record_partials = new_record_partials(G if self.records else 0, self.n_threads, self.n_threads_asked)

@@ -510,8 +510,8 @@ def test_accumulator_wants_ox_cuts_that_grow_with_the_level(cyext, cuts):
 
 
 def test_result_without_copy_is_the_last_word(cyext):
-    """result(copy=False) makes the level counts cumulative where they are: again gives the
-    same rows, and nothing more can be added."""
+    """result(copy=False) gives the accumulator's own rows (the slot maxima written over
+    its lanes): again gives the same rows, and nothing more can be added."""
     a, b, _ = hand_records()
     seq = np.full(len(a), 0xD, np.uint64)
     acc = cyext.DeviationAccumulator(cyext.GroupIndex([0xD]), np.array([[2, 6, 65535], [7, 8, 40000], [1, 2, 255]]),
