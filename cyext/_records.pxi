@@ -55,7 +55,6 @@ RECORD_DTYPE = np.dtype([("nitem", np.int64), ("sum", np.int64, (3,)), ("max", n
                          ("min", np.int32, (4,)), ("argmax", np.int32, (4,)), ("ndisc", np.int32, (3, 4))])
 
 
-
 # ------------------------------------------------------------------ SIMD paths
 # The per-photon kernels (record slots here, the ox deviation in _finals.pxi) have a
 # scalar, an SSE2, an AVX2 and (record slots) an AVX-512 form that give the same bits
