@@ -30,14 +30,15 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
     cdef Py_ssize_t sas = x.sas, sbs = x.sbs
     cdef uint64_t ca, cb
     cdef int64_t ea, eb, n, unknown = 0
+    cdef int64_t entries = size[0]  # a local: the count stores cannot alias it for the compiler
     cdef int32_t g
     for i in range(s, e):
         ca = _seq_at(sa, sas, i)
         cb = _seq_at(sb, sbs, i)
         # every photon probes the (small, cached) table: remembering the last code saves
         # less than its branch costs, as consecutive photons' histories differ unpredictably
-        n = size[0]
-        ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, ca)
+        n = entries
+        ea = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, &entries, ca)
         if ea == n:  # a new entry
             entry_group[ea] = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
         g = entry_group[ea]
@@ -51,14 +52,15 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
             groups[i - s] = g
             unknown += g < 0
         else:
-            n = size[0]
-            eb = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, size, cb)
+            n = entries
+            eb = _entry_for(slot_code, slot_entry, mask, code, count, entry_slot, &entries, cb)
             if eb == n:
                 entry_group[eb] = _lookup(x.slot_code, x.slot_entry, x.mask, cb)
             count[2 * eb + 1] += 1
             groups[i - s] = _NOT_ALIGNED
             if migrated != NULL:
                 _migrate_photon(migrated, ca, cb, i)
+    size[0] = entries
     return unknown
 
 
