@@ -141,8 +141,7 @@ cdef extern from *:
         const char *ra, *rb, *oa, *ob;  /* photon 0 of the events (rx, ox) */
         ptrdiff_t ras, rbs, oas, obs;
         int maxrec;
-        int64_t thr[9];                 /* record thresholds (3 tables x 3 levels) */
-        int32_t lev[12];                /* the same as the vector update takes them */
+        int32_t lev[12];                /* record thresholds less one, 4 lanes a table (cyext_record_update) */
         double cut[3];                  /* ox cuts */
         cyext_record_row *rec;          /* this thread's rows (NULL: no record table) */
         uint16_t *slot;                 /* its slot lanes, maxrec x 8 a group */
@@ -194,7 +193,7 @@ cdef extern from *:
                 int32_t d3[3];                                                                \\
                 SLOTS((const int16_t *)(b.ra + i * b.ras), (const int16_t *)(b.rb + i * b.rbs), \\
                       b.maxrec, b.slot + (ptrdiff_t)g * (LANES) * b.maxrec, d3, MASK);        \\
-                UPDATE(b.rec + g, d3, b.thr, b.lev, i, MASK);                                 \\
+                UPDATE(b.rec + g, d3, b.lev, i, MASK);                                        \\
             }                                                                                 \\
             if (FINALS) {                                                                     \\
                 CYEXT_PREFETCH(b.oa + (i + CYEXT_AHEAD) * b.oas);                             \\
@@ -273,7 +272,6 @@ cdef extern from *:
         const char* ob
         Py_ssize_t ras, rbs, oas, obs
         int maxrec
-        int64_t thr[9]
         int32_t lev[12]
         double cut[3]
         _RecordRow* rec
@@ -315,9 +313,9 @@ cdef void _deviation_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e, const _
     cdef int k
     b.ra, b.ras, b.rb, b.rbs, b.maxrec = x.ra, x.ras, x.rb, x.rbs, x.maxrec
     b.oa, b.oas, b.ob, b.obs = x.oa, x.oas, x.ob, x.obs
-    for k in range(9):
-        b.thr[k] = x.thr[k] if x.rmask else 0
-        b.lev[4 * (k // 3) + k % 3] = <int32_t>min(max(b.thr[k] - 1, <int64_t>INT32_MIN), <int64_t>INT32_MAX)
+    for k in range(9):  # d >= thr is d > thr - 1 (a deviation is at most 65535: clamped to int32)
+        b.lev[4 * (k // 3) + k % 3] = <int32_t>min(max(x.thr[k] - 1, <int64_t>INT32_MIN), <int64_t>INT32_MAX) \
+            if x.rmask else -1
     for k in range(3):
         b.lev[4 * k + 3] = INT32_MAX
     for k in range(3):

@@ -468,18 +468,18 @@ cdef extern from *:
     }
     #endif
     /* Add photon i with deviations d (RECORD_TABLES order) to its group's row, for
-       the tables in mask (bit k = table k, a compile-time constant); thr (3 tables x 3
-       levels): beyond level j of table k when d[k] >= thr[3k + j]. Free of branches:
-       deviations tie often, and which photons pass which cut is not predictable. */
-    CYEXT_INLINE void cyext_record_update(cyext_record_row *row, const int32_t *d, const int64_t *thr,
-                                          const int32_t *lev, ptrdiff_t i, const int mask) {
-        (void)lev;
+       the tables in mask (bit k = table k, a compile-time constant); lev (3 tables x 4
+       lanes): beyond level j of table k when d[k] > lev[4k + j] (the threshold less
+       one; lane 3 INT32_MAX). Free of branches: deviations tie often, and which photons
+       pass which cut is not predictable. */
+    CYEXT_INLINE void cyext_record_update(cyext_record_row *row, const int32_t *d, const int32_t *lev,
+                                          ptrdiff_t i, const int mask) {
         row->nitem += 1;
         for (int k = 0; k < 3; k++) {
             if (!((mask >> k) & 1)) continue;
             const int32_t x = d[k];  /* at most 65535 */
             for (int j = 0; j < 3; j++)
-                row->ndisc[k][j] += x >= thr[3 * k + j];
+                row->ndisc[k][j] += x > lev[4 * k + j];
             const int take = (x > row->max[k]) | ((x == row->max[k]) & (i < row->argmax[k]));  /* ties: lowest index */
             row->max[k] = take ? x : row->max[k];
             row->argmax[k] = take ? (int32_t)i : row->argmax[k];
@@ -488,14 +488,12 @@ cdef extern from *:
         }
     }
     #if defined(CYEXT_AVX2)
-    /* The same, the three tables at once: lane k of each field is table k. lev holds
-       per table the 4 lanes (thr[3k + j] - 1 for j < 3, clamped to int32; INT32_MAX):
-       d >= thr is d > thr - 1. Lanes of tables not in mask, and lane 3, keep their
-       values. It takes about a third of the instructions and stores of the scalar
-       form (docs/kernels.md, "Record rows"). */
-    CYEXT_AVX2_INLINE void cyext_record_update_avx2(cyext_record_row *row, const int32_t *d, const int64_t *thr,
-                                                    const int32_t *lev, ptrdiff_t i, const int mask) {
-        (void)thr;
+    /* The same, the three tables at once: lane k of each field is table k, the level
+       counts one compare of d[k] with table k's 4 lanes of lev. Lanes of tables not in
+       mask, and lane 3, keep their values. It takes about a third of the instructions
+       and stores of the scalar form (docs/kernels.md, "Record rows"). */
+    CYEXT_AVX2_INLINE void cyext_record_update_avx2(cyext_record_row *row, const int32_t *d, const int32_t *lev,
+                                                    ptrdiff_t i, const int mask) {
         const __m128i on = _mm_setr_epi32(mask & 1 ? -1 : 0, mask & 2 ? -1 : 0, mask & 4 ? -1 : 0, 0);
         const __m128i x = _mm_setr_epi32(mask & 1 ? d[0] : 0, mask & 2 ? d[1] : 0, mask & 4 ? d[2] : 0, 0);
         /* nitem and the sums: + (1, d0, d1, d2) as 4 x int64 */
@@ -512,7 +510,7 @@ cdef extern from *:
         _mm_storeu_si128(pa, _mm_blendv_epi8(am, iv, take));
         const __m128i xmin = _mm_blendv_epi8(_mm_set1_epi32(CYEXT_RECORD_MIN_START), x, on);
         _mm_storeu_si128(pn, _mm_min_epi32(_mm_loadu_si128(pn), xmin));
-        /* the level counts: - (-1) where d > thr - 1 */
+        /* the level counts: - (-1) where d > lev */
         for (int k = 0; k < 3; k++) {
             if (!((mask >> k) & 1)) continue;
             __m128i *c = (__m128i *)row->ndisc[k];

@@ -97,8 +97,8 @@ class CythonEngine:
 def aggregates_from_result(result: dict, groups: np.ndarray, cuts: Cuts, tables) -> dict[str, DeviationAggregate]:
     """The tables' aggregates from a merged DeviationAccumulator result, field by field:
     ``records`` rows (cyext.RECORD_DTYPE: nitem, then ndisc, max, min, sum, argmax with
-    the record tables side by side, see record_table), the per-slot maxima ``slots`` (G, 3, maxrec), ``finals`` rows
-    (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
+    the record tables side by side, see record_table), the per-slot maxima ``slots``
+    (G, 3, maxrec), ``finals`` rows (cyext.FINAL_DTYPE) and the block-ordered ox ``sums``."""
     codes = np.asarray(groups, np.uint64)
     out = {}
     if any(t in tables for t in RECORD_TABLES):
