@@ -13,6 +13,21 @@
 # (HistoryCounter, then DeviationAccumulator) whatever the threads and the rounds.
 
 
+cdef enum:
+    # migrated photons a counting range keeps before counting them: their pair table's
+    # lines are cold (the block's records went through the caches since), and probed in
+    # a loop of their own the misses of several photons overlap
+    _MIGRANT_BATCH = 1024
+
+
+cdef void _migrate_photons(const _Inputs* x, const Py_ssize_t* migrants, Py_ssize_t n,
+                           _MigrationPart* migrated) noexcept nogil:
+    cdef Py_ssize_t k, i
+    for k in range(n):
+        i = migrants[k]
+        _migrate_photon(migrated, _seq_at(x.sa, x.sas, i), _seq_at(x.sb, x.sbs, i), i)
+
+
 cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                           uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
                           uint64_t* code, int64_t* count, int64_t* entry_slot, int64_t* size,
@@ -32,6 +47,8 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
     cdef int64_t ea, eb, n, unknown = 0
     cdef int64_t entries = size[0]  # a local: the count stores cannot alias it for the compiler
     cdef int32_t g
+    cdef Py_ssize_t migrants[_MIGRANT_BATCH]
+    cdef Py_ssize_t nm = 0
     for i in range(s, e):
         ca = _seq_at(sa, sas, i)
         cb = _seq_at(sb, sbs, i)
@@ -59,8 +76,14 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
             count[2 * eb + 1] += 1
             groups[i - s] = _NOT_ALIGNED
             if migrated != NULL:
-                _migrate_photon(migrated, ca, cb, i)
+                migrants[nm] = i
+                nm += 1
+                if nm == _MIGRANT_BATCH:
+                    _migrate_photons(x, migrants, nm, migrated)
+                    nm = 0
     size[0] = entries
+    if nm:
+        _migrate_photons(x, migrants, nm, migrated)
     return unknown
 
 

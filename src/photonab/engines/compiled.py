@@ -74,7 +74,7 @@ class CythonEngine:
         first pass of the migration table (photonab.migration.count_migrations' ``counted``).
         Returns (HistoryCounts, {table: DeviationAggregate}, the migration pass or None)."""
         from ..migration import first_pass_counter
-        mig = None if migrated is None else first_pass_counter(migrated, room=self.cyext.SUM_BLOCK)
+        mig = None if migrated is None else first_pass_counter(migrated)
         one = self.cyext.PairPass(cuts.record_thresholds(), cuts.ox.values, self.n_threads, migrations=mig,
                                   **self._tables_asked(pair, tables))
         a, b = pair.a, pair.b
