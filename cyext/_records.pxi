@@ -292,122 +292,144 @@ cdef extern from *:
     #if defined(CYEXT_AVX2)
     /* AVX2: two slots per 256-bit register (the 128-bit halves are independent, as the
        unpacks and byte shifts work per half), a last odd slot in 128 bits; AVX2 has an
-       unsigned 16-bit max (SSE4.1's in 128 bits). */
+       unsigned 16-bit max (SSE4.1's in 128 bits). A step takes the slots at a, b, updates
+       their row and returns the accumulator with their differences. */
+    CYEXT_AVX2_INLINE __m256i cyext_slot_pair_avx2(const int16_t *a, const int16_t *b, uint16_t *slots,
+                                                   __m256i acc2, const int mask) {
+        const __m256i zero = _mm256_setzero_si256();
+        __m256i va = _mm256_loadu_si256((const __m256i *)a);
+        __m256i vb = _mm256_loadu_si256((const __m256i *)b);
+        __m256i v;
+        CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
+                        _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
+                        _mm256_unpacklo_epi64, _mm256_bslli_epi128);
+        __m256i *row = (__m256i *)slots;
+        _mm256_storeu_si256(row, _mm256_max_epu16(_mm256_loadu_si256(row), v));
+        return _mm256_max_epu16(acc2, v);
+    }
+    CYEXT_AVX2_INLINE __m128i cyext_slot_one_avx2(const int16_t *a, const int16_t *b, uint16_t *slots,
+                                                  __m128i acc, const int mask) {
+        __m128i va = _mm_loadu_si128((const __m128i *)a);
+        __m128i vb = _mm_loadu_si128((const __m128i *)b);
+        __m128i v;
+        CYEXT_SLOT_DIFF128(v, va, vb, _mm_setzero_si128(), mask);
+        __m128i *row = (__m128i *)slots;
+        _mm_storeu_si128(row, _mm_max_epu16(_mm_loadu_si128(row), v));
+        return _mm_max_epu16(acc, v);
+    }
+    CYEXT_AVX2_INLINE __m128i cyext_halves_max_avx2(__m256i acc2) {
+        return _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+    }
     CYEXT_AVX2_INLINE void cyext_record_slots_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
                                                      uint16_t *slots, int32_t *d, const int mask) {
-        const __m256i zero = _mm256_setzero_si256();
-        __m256i acc2 = zero;
+        __m256i acc2 = _mm256_setzero_si256();
         const ptrdiff_t pairs = 8 * (ptrdiff_t)(maxrec & ~1);  /* words in the whole slot pairs */
-        for (ptrdiff_t k = 0; k < pairs; k += 16) {
-            __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
-            __m256i vb = _mm256_loadu_si256((const __m256i *)(b + k));
-            __m256i v;
-            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
-                            _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
-                            _mm256_unpacklo_epi64, _mm256_bslli_epi128);
-            __m256i *row = (__m256i *)(slots + k);
-            _mm256_storeu_si256(row, _mm256_max_epu16(_mm256_loadu_si256(row), v));
-            acc2 = _mm256_max_epu16(acc2, v);
-        }
-        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
-        if (maxrec & 1) {
-            __m128i va = _mm_loadu_si128((const __m128i *)(a + pairs));
-            __m128i vb = _mm_loadu_si128((const __m128i *)(b + pairs));
-            __m128i v;
-            CYEXT_SLOT_DIFF128(v, va, vb, _mm256_castsi256_si128(zero), mask);
-            __m128i *row = (__m128i *)(slots + pairs);
-            _mm_storeu_si128(row, _mm_max_epu16(_mm_loadu_si128(row), v));
-            acc = _mm_max_epu16(acc, v);
-        }
+        for (ptrdiff_t k = 0; k < pairs; k += 16)
+            acc2 = cyext_slot_pair_avx2(a + k, b + k, slots + k, acc2, mask);
+        __m128i acc = cyext_halves_max_avx2(acc2);
+        if (maxrec & 1)
+            acc = cyext_slot_one_avx2(a + pairs, b + pairs, slots + pairs, acc, mask);
         CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
     }
     /* AVX-512BW: four slots per 512-bit register (the 128-bit lanes independent, as in
-       AVX2), the last one to three under a mask: masked-off words load as 0 on both
-       sides, a difference of 0 that no maximum sees, and are not stored. */
+       AVX2), the last one to three slots in the AVX2 steps: a 512-bit register half
+       empty would cost a whole one where the two halves of a 512-bit operation take
+       turns (AMD Zen 4), and masked loads and stores cost more than plain ones. */
     CYEXT_AVX512_INLINE void cyext_record_slots_avx512_t(const int16_t *a, const int16_t *b, int maxrec,
                                                          uint16_t *slots, int32_t *d, const int mask) {
         const __m512i zero = _mm512_setzero_si512();
         __m512i acc4 = zero;
-        const ptrdiff_t words = 8 * (ptrdiff_t)maxrec;
-        for (ptrdiff_t k = 0; k < words; k += 32) {
-            const __mmask32 m = words - k >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << (words - k)) - 1);
-            __m512i va = _mm512_maskz_loadu_epi16(m, a + k);
-            __m512i vb = _mm512_maskz_loadu_epi16(m, b + k);
+        const ptrdiff_t quads = 8 * (ptrdiff_t)(maxrec & ~3), pairs = 8 * (ptrdiff_t)(maxrec & ~1);
+        for (ptrdiff_t k = 0; k < quads; k += 32) {
+            __m512i va = _mm512_loadu_si512((const void *)(a + k));
+            __m512i vb = _mm512_loadu_si512((const void *)(b + k));
             __m512i v;
             CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm512_max_epi16, _mm512_min_epi16, _mm512_sub_epi16,
                             _mm512_max_epu8, _mm512_min_epu8, _mm512_sub_epi8, _mm512_unpackhi_epi8,
                             _mm512_unpacklo_epi64, _mm512_bslli_epi128);
-            _mm512_mask_storeu_epi16(slots + k, m, _mm512_max_epu16(_mm512_maskz_loadu_epi16(m, slots + k), v));
+            _mm512_storeu_si512((void *)(slots + k), _mm512_max_epu16(_mm512_loadu_si512((const void *)(slots + k)), v));
             acc4 = _mm512_max_epu16(acc4, v);
         }
         __m256i acc2 = _mm256_max_epu16(_mm512_castsi512_si256(acc4), _mm512_extracti64x4_epi64(acc4, 1));
-        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+        if (maxrec & 2)
+            acc2 = cyext_slot_pair_avx2(a + quads, b + quads, slots + quads, acc2, mask);
+        __m128i acc = cyext_halves_max_avx2(acc2);
+        if (maxrec & 1)
+            acc = cyext_slot_one_avx2(a + pairs, b + pairs, slots + pairs, acc, mask);
         CYEXT_SLOT_RESULT(acc, _mm_max_epu16, d, mask);
     }
     /* Narrow rows (see cyext_record_slots4_t) in AVX2: word 3 of each slot taken from
        the difference (blend), words 0, 3, 4, 5 of each slot gathered to its low 8 bytes
-       (shuffle), the two slots' 8 bytes side by side (permute). */
-    CYEXT_AVX2_INLINE void cyext_record_slots4_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
-                                                      uint16_t *slots, int32_t *d, const int mask) {
+       (shuffle), the two slots' 8 bytes side by side (permute). The steps as above, with
+       the row of the slots at a, b at ``row``. */
+    CYEXT_AVX2_INLINE __m128i cyext_slot4_pair_avx2(const int16_t *a, const int16_t *b, uint16_t *row,
+                                                    __m128i acc, const int mask) {
         const __m256i zero = _mm256_setzero_si256();
         const __m256i pick = _mm256_setr_epi8(0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1,
                                               0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+        __m256i va = _mm256_loadu_si256((const __m256i *)a);
+        __m256i vb = _mm256_loadu_si256((const __m256i *)b);
+        __m256i v;
+        CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
+                        _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
+                        _mm256_unpacklo_epi64, _mm256_bslli_epi128);
+        __m256i m = _mm256_max_epu16(_mm256_max_epu16(v, _mm256_bsrli_epi128(v, 2)), _mm256_bsrli_epi128(v, 4));
+        __m256i u = _mm256_shuffle_epi8(_mm256_blend_epi16(m, v, 0x08), pick);
+        __m128i p = _mm256_castsi256_si128(_mm256_permute4x64_epi64(u, 0x08));
+        _mm_storeu_si128((__m128i *)row, _mm_max_epu16(_mm_loadu_si128((const __m128i *)row), p));
+        return _mm_max_epu16(acc, p);
+    }
+    CYEXT_AVX2_INLINE __m128i cyext_slot4_one_avx2(const int16_t *a, const int16_t *b, uint16_t *row,
+                                                   __m128i acc, const int mask) {
+        const __m128i pick = _mm_setr_epi8(0, 1, 6, 7, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+        __m128i va = _mm_loadu_si128((const __m128i *)a);
+        __m128i vb = _mm_loadu_si128((const __m128i *)b);
+        __m128i v;
+        CYEXT_SLOT_DIFF128(v, va, vb, _mm_setzero_si128(), mask);
+        __m128i m = _mm_max_epu16(_mm_max_epu16(v, _mm_srli_si128(v, 2)), _mm_srli_si128(v, 4));
+        __m128i p = _mm_shuffle_epi8(_mm_blend_epi16(m, v, 0x08), pick);
+        _mm_storel_epi64((__m128i *)row, _mm_max_epu16(_mm_loadl_epi64((const __m128i *)row), p));
+        return _mm_max_epu16(acc, p);
+    }
+    CYEXT_AVX2_INLINE void cyext_record_slots4_avx2_t(const int16_t *a, const int16_t *b, int maxrec,
+                                                      uint16_t *slots, int32_t *d, const int mask) {
         __m128i acc = _mm_setzero_si128();
         const ptrdiff_t pairs = 8 * (ptrdiff_t)(maxrec & ~1);
-        for (ptrdiff_t k = 0; k < pairs; k += 16) {
-            __m256i va = _mm256_loadu_si256((const __m256i *)(a + k));
-            __m256i vb = _mm256_loadu_si256((const __m256i *)(b + k));
-            __m256i v;
-            CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm256_max_epi16, _mm256_min_epi16, _mm256_sub_epi16,
-                            _mm256_max_epu8, _mm256_min_epu8, _mm256_sub_epi8, _mm256_unpackhi_epi8,
-                            _mm256_unpacklo_epi64, _mm256_bslli_epi128);
-            __m256i m = _mm256_max_epu16(_mm256_max_epu16(v, _mm256_bsrli_epi128(v, 2)), _mm256_bsrli_epi128(v, 4));
-            __m256i u = _mm256_shuffle_epi8(_mm256_blend_epi16(m, v, 0x08), pick);
-            __m128i p = _mm256_castsi256_si128(_mm256_permute4x64_epi64(u, 0x08));
-            __m128i *row = (__m128i *)(slots + k / 2);
-            _mm_storeu_si128(row, _mm_max_epu16(_mm_loadu_si128(row), p));
-            acc = _mm_max_epu16(acc, p);
-        }
-        if (maxrec & 1) {
-            __m128i va = _mm_loadu_si128((const __m128i *)(a + pairs));
-            __m128i vb = _mm_loadu_si128((const __m128i *)(b + pairs));
-            __m128i v;
-            CYEXT_SLOT_DIFF128(v, va, vb, _mm256_castsi256_si128(zero), mask);
-            __m128i m = _mm_max_epu16(_mm_max_epu16(v, _mm_srli_si128(v, 2)), _mm_srli_si128(v, 4));
-            __m128i p = _mm_shuffle_epi8(_mm_blend_epi16(m, v, 0x08), _mm256_castsi256_si128(pick));
-            __m128i *row = (__m128i *)(slots + pairs / 2);
-            _mm_storel_epi64(row, _mm_max_epu16(_mm_loadl_epi64(row), p));
-            acc = _mm_max_epu16(acc, p);
-        }
+        for (ptrdiff_t k = 0; k < pairs; k += 16)
+            acc = cyext_slot4_pair_avx2(a + k, b + k, slots + k / 2, acc, mask);
+        if (maxrec & 1)
+            acc = cyext_slot4_one_avx2(a + pairs, b + pairs, slots + pairs / 2, acc, mask);
         acc = _mm_max_epu16(acc, _mm_srli_si128(acc, 8));
         CYEXT_NARROW_RESULT(acc, d, mask);
     }
     /* Narrow rows in AVX-512BW: four slots' words 0, 3, 4, 5 gathered (vpermw) to the low
-       256 bits, stored under a mask of the slots there are. */
+       256 bits, the last one to three slots in the AVX2 steps (as the wide form). */
     CYEXT_AVX512_INLINE void cyext_record_slots4_avx512_t(const int16_t *a, const int16_t *b, int maxrec,
                                                           uint16_t *slots, int32_t *d, const int mask) {
         const __m512i zero = _mm512_setzero_si512();
         static const uint16_t words_kept[32] = {0, 3, 4, 5, 8, 11, 12, 13, 16, 19, 20, 21, 24, 27, 28, 29};
         const __m512i pick = _mm512_loadu_si512((const void *)words_kept);
-        __m512i acc4 = zero;
-        const ptrdiff_t words = 8 * (ptrdiff_t)maxrec;
-        for (ptrdiff_t k = 0; k < words; k += 32) {
-            const __mmask32 m = words - k >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << (words - k)) - 1);
-            const __mmask32 m4 = words - k >= 32 ? 0xFFFF : (((__mmask32)1 << ((words - k) / 2)) - 1);
-            __m512i va = _mm512_maskz_loadu_epi16(m, a + k);
-            __m512i vb = _mm512_maskz_loadu_epi16(m, b + k);
+        __m256i acc2 = _mm256_setzero_si256();
+        const ptrdiff_t quads = 8 * (ptrdiff_t)(maxrec & ~3), pairs = 8 * (ptrdiff_t)(maxrec & ~1);
+        for (ptrdiff_t k = 0; k < quads; k += 32) {
+            __m512i va = _mm512_loadu_si512((const void *)(a + k));
+            __m512i vb = _mm512_loadu_si512((const void *)(b + k));
             __m512i v;
             CYEXT_SLOT_DIFF(v, va, vb, zero, mask, _mm512_max_epi16, _mm512_min_epi16, _mm512_sub_epi16,
                             _mm512_max_epu8, _mm512_min_epu8, _mm512_sub_epi8, _mm512_unpackhi_epi8,
                             _mm512_unpacklo_epi64, _mm512_bslli_epi128);
             __m512i mx = _mm512_max_epu16(_mm512_max_epu16(v, _mm512_bsrli_epi128(v, 2)), _mm512_bsrli_epi128(v, 4));
-            __m512i p = _mm512_permutexvar_epi16(pick, _mm512_mask_blend_epi16(0x08080808, mx, v));
-            uint16_t *row = slots + k / 2;
-            _mm512_mask_storeu_epi16(row, m4, _mm512_max_epu16(_mm512_maskz_loadu_epi16(m4, row), p));
-            acc4 = _mm512_max_epu16(acc4, _mm512_maskz_mov_epi16(m4, p));
+            __m256i p = _mm512_castsi512_si256(
+                _mm512_permutexvar_epi16(pick, _mm512_mask_blend_epi16(0x08080808, mx, v)));
+            __m256i *row = (__m256i *)(slots + k / 2);
+            _mm256_storeu_si256(row, _mm256_max_epu16(_mm256_loadu_si256(row), p));
+            acc2 = _mm256_max_epu16(acc2, p);
         }
-        __m256i acc2 = _mm512_castsi512_si256(acc4);
-        __m128i acc = _mm_max_epu16(_mm256_castsi256_si128(acc2), _mm256_extracti128_si256(acc2, 1));
+        __m128i acc = cyext_halves_max_avx2(acc2);
+        if (maxrec & 2)
+            acc = cyext_slot4_pair_avx2(a + quads, b + quads, slots + quads / 2, acc, mask);
+        if (maxrec & 1)
+            acc = cyext_slot4_one_avx2(a + pairs, b + pairs, slots + pairs / 2, acc, mask);
         acc = _mm_max_epu16(acc, _mm_srli_si128(acc, 8));
         CYEXT_NARROW_RESULT(acc, d, mask);
     }
