@@ -140,3 +140,60 @@ def test_chase_with_msli_file_rows(tmp_path, cyext):
     pair = EventPair.open(a_dir, b_dir, msli="100::3")
     ch = chase_migrated(pair, "* -> *", limit=4)
     assert ch.file_rows.tolist() == [100 + 3 * i for i in ch.indices]
+
+
+# ---------------------------------------------------------------- a run's combined table
+
+
+def _run_reference(events, top=None, max_pairs=1 << 18, first=25):
+    """The reference table of all events' photons in one, its photon indices as (event, index)."""
+    a = np.concatenate([e[0] for e in events])
+    b = np.concatenate([e[1] for e in events])
+    ref = count_migrations_reference(a, b, top=top, max_pairs=max_pairs, first=first)
+    offsets = np.cumsum([0] + [len(e[0]) for e in events])
+
+    def where(idx):
+        event = np.searchsorted(offsets, idx, side="right") - 1
+        return event.astype(np.int64), (idx - offsets[event]).astype(np.int64)
+    return ref, where(ref.first), where(ref.first_migrated)
+
+
+def assert_run_table(got, events, **kw):
+    ref, (ev, first), (mev, mfirst) = _run_reference(events, **kw)
+    assert (got.n, got.n_migrated, got.other_pairs, got.other_photons) == (
+        ref.n, ref.n_migrated, ref.other_pairs, ref.other_photons)
+    for k in ("codes_a", "codes_b", "counts"):
+        assert np.array_equal(getattr(got, k), getattr(ref, k)), k
+    assert np.array_equal(got.first_event, ev) and np.array_equal(got.first, first)
+    assert np.array_equal(got.first_migrated_event, mev) and np.array_equal(got.first_migrated, mfirst)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=4), n_codes=st.sampled_from([1, 4, 30, 3000]),
+       p=st.sampled_from([0.0, 0.1, 0.9]), max_pairs=st.sampled_from([3, 50, 1 << 18]), seed=st.integers(0, 999))
+def test_run_table_is_the_table_of_all_photons(sizes, n_codes, p, max_pairs, seed):
+    """Events whose tables hold every pair are added; when one keeps only its top
+    max_pairs, every pair is counted again partition by partition: the same table."""
+    from photonab.migration import combine_migrations
+    events = [columns(n, n_codes, p, seed + k) for k, n in enumerate(sizes)]
+    tables = [count_migrations(a, b, max_pairs=max_pairs, chunk=1024) for a, b in events]
+    got = combine_migrations(tables, events, chunk=1024)
+    assert_run_table(got, events, max_pairs=max_pairs)
+    assert got.passes >= max(t.passes for t in tables)
+
+
+def test_run_table_of_events_each_within_the_bound_but_not_together():
+    from photonab.migration import combine_migrations
+    events = [columns(4000, 5000, 0.5, k) for k in range(3)]  # ~2000 pairs an event, 6000 together
+    tables = [count_migrations(a, b, max_pairs=3000) for a, b in events]
+    assert all(t.other_pairs == 0 for t in tables)
+    got = combine_migrations(tables, events)
+    assert got.passes == 1 and got.other_pairs > 0  # added, then trimmed to the bound
+    assert_run_table(got, events, max_pairs=3000)
+
+
+def test_run_table_refuses_mismatched_inputs():
+    from photonab.migration import combine_migrations
+    a, b = columns(100, 3, 0.5, 0)
+    with pytest.raises(InputError, match="one table and one pair of seqhis columns per event"):
+        combine_migrations([count_migrations(a, b)], [(a, b), (a, b)])

@@ -88,3 +88,39 @@ def test_run_rejects_chase(tmp_path, capsys):
     d = random_pair(tmp_path, 100)
     assert main(["run", str(d[0]), str(d[1]), "--chase", "3", "--no-progress"]) == 64
     assert "--chase works on one event" in capsys.readouterr().err
+
+
+def test_run_has_the_migration_table_of_all_its_photons(tmp_path, capsys):
+    """The combined migration table is the table of the concatenated events, its photons
+    as event:photon; in the text and in the JSON; with --select, the matching pairs."""
+    import json
+    from photonab.migration import count_migrations_reference
+    dirs = [random_pair(tmp_path / f"e{k}", 2000 + 700 * k, seed=k, p_aligned=0.6, n_codes=12) for k in range(3)]
+    run = compare_run(dirs)
+    big = EventPair.open(*_concatenate(tmp_path, dirs))
+    ref = count_migrations_reference(big.a.seqhis, big.b.seqhis)
+    m = run.migration
+    offsets = np.cumsum([0, 2000, 2700])
+    assert (m.n, m.n_migrated) == (ref.n, ref.n_migrated) and m.n_migrated > 0
+    assert np.array_equal(m.codes_a, ref.codes_a) and np.array_equal(m.counts, ref.counts)
+    assert np.array_equal(offsets[m.first_event] + m.first, ref.first)
+    assert np.array_equal(offsets[m.first_migrated_event] + m.first_migrated, ref.first_migrated)
+    assert compare_run(dirs, "numpy").migration.equals(m)  # every engine: the same table
+    assert compare_run(dirs, migration=False).migration is None
+    rc = main(["run", *[str(p) for d in dirs for p in d], "--no-progress", "--migration-rows", "3",
+               "--json", str(tmp_path / "run.json")])
+    out = capsys.readouterr().out
+    assert rc == run.rc and "combined migration: " in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("0 ") and "->" in line)
+    assert f"{m.first_event[0]}:{m.first[0]}" in row
+    doc = json.loads((tmp_path / "run.json").read_text())["migration"]
+    assert doc["migrated"] == ref.n_migrated and doc["rows"][0]["first_event"] == int(m.first_event[0])
+    assert doc["first_migrated_events"] == m.first_migrated_event.tolist()
+    # --select: the pairs with a matching side, the photons of those pairs
+    from photonab.patterns import parse_pattern
+    pattern = ".cd"  # TO BT .., in every event
+    sel = compare_run(dirs, select=pattern).migration
+    match = parse_pattern(pattern).match
+    keep = match(m.codes_a) | match(m.codes_b)
+    assert 0 < keep.sum() < len(keep)
+    assert np.array_equal(sel.counts, m.counts[keep]) and sel.n_migrated == int(m.counts[keep].sum())

@@ -37,7 +37,9 @@ class MigrationTable:
     Rows (``codes_a``, ``codes_b``, ``counts``, ``first``) are the ``top`` most frequent
     pairs: count descending, then A code, then B code ascending. The pairs beyond them
     are summed in ``other_pairs`` (how many distinct pairs) and ``other_photons``.
-    Photon indices are indices of the (``--msli``-sliced) events.
+    Photon indices are indices of the (``--msli``-sliced) events. A run's table
+    (:func:`combine_migrations`) also gives the event of each such index:
+    ``first_event`` for ``first``, ``first_migrated_event`` for ``first_migrated``.
     """
 
     n: int  # photons compared
@@ -52,6 +54,8 @@ class MigrationTable:
     era: str = LEGACY_ERA
     max_pairs: int = DEFAULT_MAX_PAIRS
     passes: int = 1  # counting passes over the photons (1 unless more than max_pairs pairs)
+    first_event: np.ndarray | None = None  # int64 (R,): a run's event of ``first``
+    first_migrated_event: np.ndarray | None = None  # int64: a run's event of ``first_migrated``
     _labels: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self):
@@ -100,7 +104,10 @@ class MigrationTable:
         return (self.n, self.n_migrated, self.other_pairs, self.other_photons, self.era) == (
             other.n, other.n_migrated, other.other_pairs, other.other_photons, other.era) and all(
             np.array_equal(getattr(self, k), getattr(other, k))
-            for k in ("first_migrated", "codes_a", "codes_b", "counts", "first"))
+            for k in ("first_migrated", "codes_a", "codes_b", "counts", "first")) and all(
+            (getattr(self, k) is None) == (getattr(other, k) is None)
+            and (getattr(self, k) is None or np.array_equal(getattr(self, k), getattr(other, k)))
+            for k in ("first_event", "first_migrated_event"))
 
     def __repr__(self):
         return (f"<MigrationTable {self.n_migrated}/{self.n} photons migrated in {self.n_pairs} "
@@ -145,25 +152,34 @@ def _smallest(keys, k: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def _select(a, b, counts, first, top):
+def _select(a, b, counts, *extra, top):
     """The ``top`` rows first in table order (count descending, then A code, then B code),
-    in any order, and (pairs, photons) of the rest: a partition, not a sort."""
+    in any order, with their ``extra`` columns, and (pairs, photons) of the rest: a
+    partition, not a sort."""
     if len(counts) <= top:
-        return (a, b, counts, first), 0, 0
+        return (a, b, counts, *extra), 0, 0
     keep = _smallest((-counts, a, b), top)
     rest_photons = int(counts.sum()) - int(counts[keep].sum())
-    return (a[keep], b[keep], counts[keep], first[keep]), len(counts) - len(keep), rest_photons
+    return tuple(c[keep] for c in (a, b, counts, *extra)), len(counts) - len(keep), rest_photons
 
 
-def _in_order(a, b, counts, first):
+def _in_order(a, b, counts, *extra):
     order = np.lexsort((b, a, -counts))
-    return a[order], b[order], counts[order], first[order]
+    return tuple(c[order] for c in (a, b, counts, *extra))
 
 
-def _trim(a, b, counts, first, top):
+def _trim(a, b, counts, *extra, top):
     """The ``top`` rows in table order, and (pairs, photons) of the rest."""
-    rows, other_pairs, other_photons = _select(a, b, counts, first, top)
+    rows, other_pairs, other_photons = _select(a, b, counts, *extra, top=top)
     return _in_order(*rows), other_pairs, other_photons
+
+
+def _start_partitions(distinct: int, max_pairs: int) -> list[tuple[int, int]]:
+    """The hash partitions (R, p) of a recount: partition (R, p) holds the pairs whose hash
+    h has (h >> 32) % R == p, so it splits exactly into (2R, p) and (2R, p + R). From an
+    upper bound of the distinct pairs, parts aimed at twice full: the few that overflow split."""
+    start = 1 << max(1, math.ceil(math.log2(max(2.0, distinct / (2 * max_pairs)))))
+    return [(start, p) for p in range(start)]
 
 
 def first_pass_counter(first: int = DEFAULT_FIRST, max_pairs: int = DEFAULT_MAX_PAIRS, room: int | None = None):
@@ -206,16 +222,11 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
     passes = 1
     if not res["overflowed"]:
         (a, b, counts, firsts), other_pairs, other_photons = _trim(
-            res["pairs"][:, 0], res["pairs"][:, 1], res["counts"], res["first"], top)
+            res["pairs"][:, 0], res["pairs"][:, 1], res["counts"], res["first"], top=top)
     else:
-        # Partition (R, p) holds the pairs whose hash h has (h >> 32) % R == p, so it splits
-        # exactly into (2R, p) and (2R, p + R): a part that overflows is split, the
-        # others are counted once. Start from an estimate of the distinct pairs (those
-        # placed + the entries that found no room, an upper bound that chunking inflates, so
-        # aim at parts twice full and let the few that overflow split).
-        estimate = len(res["pairs"]) + res["unplaced_pairs"]
-        start = 1 << max(1, math.ceil(math.log2(max(2.0, estimate / (2 * max_pairs)))))
-        todo = [(start, p) for p in range(start)]
+        # a part that overflows is split, the others are counted once; the distinct pairs are
+        # at most those placed + the entries that found no room (which chunking inflates)
+        todo = _start_partitions(len(res["pairs"]) + res["unplaced_pairs"], max_pairs)
         a = b = np.zeros(0, np.uint64)
         counts = firsts = np.zeros(0, np.int64)
         other_pairs = other_photons = 0
@@ -229,7 +240,7 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
             # the top rows so far, in any order (partitioned, not sorted): sorted once at the end
             (a, b, counts, firsts), op, oph = _select(
                 np.concatenate([a, r["pairs"][:, 0]]), np.concatenate([b, r["pairs"][:, 1]]),
-                np.concatenate([counts, r["counts"]]), np.concatenate([firsts, r["first"]]), top)
+                np.concatenate([counts, r["counts"]]), np.concatenate([firsts, r["first"]]), top=top)
             other_pairs, other_photons = other_pairs + op, other_photons + oph
         a, b, counts, firsts = _in_order(a, b, counts, firsts)
     return MigrationTable(n, n_migrated, np.asarray(lowest, np.int64), a.astype(np.uint64),
@@ -250,10 +261,101 @@ def count_migrations_reference(seq_a, seq_b, *, top: int | None = None, max_pair
     new[1:] = (pa[1:] != pa[:-1]) | (pb[1:] != pb[:-1])
     starts = np.flatnonzero(new)
     counts = np.diff(np.append(starts, len(pa))).astype(np.int64)
-    (ra, rb, rc, rf), other_pairs, other_photons = _trim(pa[starts], pb[starts], counts, pi[starts], top)
+    (ra, rb, rc, rf), other_pairs, other_photons = _trim(pa[starts], pb[starts], counts, pi[starts], top=top)
     return MigrationTable(len(a), len(idx), idx[:first].astype(np.int64), ra.astype(np.uint64),
                           rb.astype(np.uint64), rc, rf.astype(np.int64), other_pairs, other_photons, era,
                           max_pairs, 1)
+
+
+def _add_events(parts):
+    """Rows (a, b, counts, first, first_event) of the distinct pairs of ``parts`` (tuples of
+    those columns, from events or runs of events): counts added, ``first`` and its event
+    those of the pair's lowest event, lowest photon there."""
+    a, b, counts, first, event = (np.concatenate([p[k] for p in parts]) for k in range(5))
+    order = np.lexsort((first, event, b, a))
+    a, b, counts, first, event = a[order], b[order], counts[order], first[order], event[order]
+    new = np.ones(len(a), dtype=bool)
+    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    starts = np.flatnonzero(new)
+    summed = np.add.reduceat(counts, starts) if len(starts) else counts[:0]
+    return a[starts], b[starts], summed.astype(np.int64), first[starts], event[starts]
+
+
+def _event_rows(event: int, a, b, counts, first):
+    return (np.asarray(a, np.uint64), np.asarray(b, np.uint64), np.asarray(counts, np.int64),
+            np.asarray(first, np.int64), np.full(len(counts), event, np.int64))
+
+
+def combine_migrations(tables: list[MigrationTable], columns, *, first: int = DEFAULT_FIRST, pattern=None,
+                       chunk: int = SELECT_CHUNK, n_threads=None) -> MigrationTable:
+    """One migration table of a run of events: ``tables`` the events' own (in event order,
+    as :func:`count_migrations` made them, restricted by ``pattern`` when it is given, as
+    :func:`photonab.analysis.select_migrations` does) and ``columns`` their (seq_a, seq_b).
+
+    A row sums a pair's photons over the events; ``first``, ``first_event`` say where
+    it appears first (lowest event, lowest photon there); ``first_migrated`` are the
+    run's first ``first`` migrated photons in event order (each event's table must keep
+    that many), ``first_migrated_event`` their events.
+    Exact: when every event's table holds all its pairs, their rows are added (no pass
+    over the photons); when one holds only its top ``max_pairs``, every pair of the run
+    is counted again, one hash partition of the pairs at a time over every event, a
+    partition holding at most ``max_pairs`` distinct pairs of the run (it splits in two
+    when it would hold more), as count_migrations does for one event.
+    """
+    if not tables or len(tables) != len(columns):
+        raise InputError(f"a run's migration table needs one table and one pair of seqhis columns per event, "
+                         f"got {len(tables)} tables and {len(columns)} column pairs")
+    head = tables[0]
+    max_pairs, era = head.max_pairs, head.era
+    lowest = [(e, i) for e, t in enumerate(tables) for i in t.first_migrated][:first]
+    n_migrated = sum(t.n_migrated for t in tables)
+    passes = max(t.passes for t in tables)
+    if all(t.other_pairs == 0 and t.other_photons == 0 for t in tables):
+        rows = _add_events([_event_rows(e, t.codes_a, t.codes_b, t.counts, t.first) for e, t in enumerate(tables)])
+        rows, other_pairs, other_photons = _trim(*rows, top=max_pairs)
+    else:
+        rows, other_pairs, other_photons, recounts = _recount_run(columns, sum(t.n_pairs for t in tables),
+                                                                  max_pairs, chunk, n_threads)
+        passes += recounts
+        if pattern is not None:  # as select_migrations: rows of the matching pairs, the rest summed
+            keep = pattern.match(rows[0]) | pattern.match(rows[1])
+            rows = tuple(c[keep] for c in rows)
+            other_photons = n_migrated - int(rows[2].sum())
+            other_pairs = other_pairs if other_photons else 0
+    a, b, counts, first, first_event = rows
+    return MigrationTable(sum(t.n for t in tables), n_migrated, np.array([i for _, i in lowest], np.int64),
+                          a, b, counts, first, int(other_pairs), int(other_photons), era, max_pairs, passes,
+                          first_event, np.array([e for e, _ in lowest], np.int64))
+
+
+def _recount_run(columns, distinct: int, max_pairs: int, chunk: int, n_threads):
+    """Every pair of the events of ``columns`` counted again, partition by partition (at
+    most ``distinct`` pairs in all): the top ``max_pairs`` rows in table order, (pairs,
+    photons) of the rest, and the partitions counted."""
+    from .engines.compiled import import_cyext
+    cyext = import_cyext()
+    empty = (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),) * 3
+    top, other_pairs, other_photons, recounts = empty, 0, 0, 0
+    todo = _start_partitions(distinct, max_pairs)
+    while todo:
+        rounds, part = todo.pop()
+        recounts += 1
+        rows = empty
+        for event, (sa, sb) in enumerate(columns):
+            counter = cyext.MigrationCounter(max_pairs, rounds, part, 0)
+            for start in range(0, len(sa), chunk):
+                counter.add(sa, sb, start, min(start + chunk, len(sa)), n_threads)
+            r = counter.result()
+            if not r["overflowed"]:
+                rows = _add_events([rows, _event_rows(event, r["pairs"][:, 0], r["pairs"][:, 1], r["counts"],
+                                                      r["first"])])
+            if r["overflowed"] or len(rows[0]) > max_pairs:  # too many for one part: its halves
+                todo += [(2 * rounds, part), (2 * rounds, part + rounds)]
+                break
+        else:
+            top, op, oph = _select(*(np.concatenate([t, r]) for t, r in zip(top, rows)), top=max_pairs)
+            other_pairs, other_photons = other_pairs + op, other_photons + oph
+    return _in_order(*top), other_pairs, other_photons, recounts
 
 
 def migrations(pair, *, engine: str = "cython", **kw) -> MigrationTable:

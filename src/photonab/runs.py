@@ -110,6 +110,8 @@ class RunComparison:
     #: the combined material table (``tables`` with "materials") and the --select pattern
     materials: object = None
     select: str | None = None
+    #: the combined migration table (photonab.migration.combine_migrations), or None
+    migration: object = None
 
     @property
     def rc(self) -> int:
@@ -163,9 +165,11 @@ class RunComparison:
 
 
 def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None, msli=None,
-                progress=False, allow_changing_input=False, select=None) -> RunComparison:
+                progress=False, allow_changing_input=False, select=None, migration=True,
+                migration_first: int = 25) -> RunComparison:
     """Compare every (A, B) of ``pairs`` (EventPair or (a_dir, b_dir)) and combine them;
-    an engine made by name is closed at the end.
+    an engine made by name is closed at the end. ``migration`` adds the combined
+    migration table (the run's first ``migration_first`` migrated photons listed).
 
     Events must share their domains (fdom), so that stored counts mean the same length,
     time and angle in every event's rows.
@@ -180,7 +184,8 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max
                 raise InputError(f"{pair.a.path / 'fdom.npy'}: domains differ from the run's first event "
                                  f"{results[0].pair.a.path}; combined tables need one set of domains")
             results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, c2max=c2max, progress=progress,
-                                   allow_changing_input=allow_changing_input, select=select))
+                                   allow_changing_input=allow_changing_input, select=select,
+                                   migration=migration, migration_first=migration_first))
     if not results:
         raise InputError("a run needs at least one event pair")
     for r in results:  # an event compared early may have changed since (docs/reliability.md)
@@ -197,4 +202,12 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max
         materials = MaterialTable(combine_histories([HistoryCounts.from_unsorted(r.materials.codes, r.materials.a,
                                                                                   r.materials.b) for r in results]),
                                   results[0].materials.names, c2max)
-    return RunComparison(results, history, combined, materials, results[0].select)
+    migrations = None
+    if migration:
+        from .migration import combine_migrations
+        from .patterns import parse_pattern
+        migrations = combine_migrations([r.migration for r in results],
+                                        [(r.pair.a.seqhis, r.pair.b.seqhis) for r in results],
+                                        first=migration_first, n_threads=n_threads,
+                                        pattern=None if select is None else parse_pattern(select))
+    return RunComparison(results, history, combined, materials, results[0].select, migrations)

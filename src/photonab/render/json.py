@@ -164,11 +164,16 @@ def migration_dict(table) -> dict:
     rows = [{"index": r, "a_code": _code(table.codes_a[r]), "a_label": la[r], "b_code": _code(table.codes_b[r]),
              "b_label": lb[r], "photons": int(table.counts[r]), "first": int(table.first[r])}
             for r in range(len(table))]
-    return {"table": "migration", "photons": table.n, "migrated": table.n_migrated,
-            "fraction": _num(table.fraction), "aligned": table.n_aligned,
-            "first_migrated": [int(i) for i in table.first_migrated], "pairs": table.n_pairs,
-            "other_pairs": int(table.other_pairs), "other_photons": int(table.other_photons),
-            "passes": int(table.passes), "rows": rows}
+    out = {"table": "migration", "photons": table.n, "migrated": table.n_migrated,
+           "fraction": _num(table.fraction), "aligned": table.n_aligned,
+           "first_migrated": [int(i) for i in table.first_migrated], "pairs": table.n_pairs,
+           "other_pairs": int(table.other_pairs), "other_photons": int(table.other_photons),
+           "passes": int(table.passes), "rows": rows}
+    if table.first_event is not None:  # a run's table: the events of the photon indices
+        for row, event in zip(rows, table.first_event):
+            row["first_event"] = int(event)
+        out["first_migrated_events"] = [int(e) for e in table.first_migrated_event]
+    return out
 
 
 def analysis_dict(result) -> dict:

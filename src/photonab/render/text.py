@@ -186,6 +186,8 @@ def render_run(run, rows: int | None = 10, history_rows: int | None = 20, skip=(
     if run.materials is not None:
         parts.append("combined " + render_materials(run.materials, history_rows, skip))
     parts += ["combined " + render_deviation(t, rows, skip) for t in run.tables.values()]
+    if run.migration is not None:
+        parts.append("combined " + render_migration(run.migration, getattr(skip, "migration_rows", 10)))
     summary = f"summary: {_verdict(run)}"
     failing_events = [str(e["event"]) for e in run.event_lines() if e["rc"]]
     if failing_events:
@@ -259,9 +261,15 @@ def render_materials(table, limit: int | None = 20, skip=()) -> str:
     return "\n".join(lines + ([footer] if footer else []))
 
 
+def _photon(index, event=None) -> str:
+    """A photon index, as event:photon in a run's tables."""
+    return str(int(index)) if event is None else f"{int(event)}:{int(index)}"
+
+
 def render_migration(table, limit: int | None = 10) -> str:
     """Migrated photons (history differs between A and B) and the most frequent pairs."""
-    first = " ".join(str(int(i)) for i in table.first_migrated)
+    events = table.first_migrated_event
+    first = " ".join(_photon(i, None if events is None else events[k]) for k, i in enumerate(table.first_migrated))
     head = [f"migration: {table.n_migrated} of {table.n} photons ({100.0 * table.fraction:.3f}%) have a different "
             f"history in A and B, in {table.n_pairs} (A history -> B history) pairs",
             f"  first {len(table.first_migrated)} migrated photons: {first or '-'}"]
@@ -271,7 +279,8 @@ def render_migration(table, limit: int | None = 10) -> str:
     head.append(f"{'idx':>5} {'photons':>9} {'first':>9} {'A code':>12} {'B code':>12}  A history -> B history")
     la, lb = table.row_labels(shown)  # the shown rows' labels only
     for r in shown:
-        head.append(f"{r:>5} {int(table.counts[r]):>9} {int(table.first[r]):>9} {int(table.codes_a[r]):>12x} "
+        where = _photon(table.first[r], None if table.first_event is None else table.first_event[r])
+        head.append(f"{r:>5} {int(table.counts[r]):>9} {where:>9} {int(table.codes_a[r]):>12x} "
                     f"{int(table.codes_b[r]):>12x}  {la[r]} -> {lb[r]}")
     rest_pairs = len(table) - len(shown) + table.other_pairs
     rest_photons = int(table.counts[len(shown):].sum()) + table.other_photons
