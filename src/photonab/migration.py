@@ -104,10 +104,8 @@ class MigrationTable:
         return (self.n, self.n_migrated, self.other_pairs, self.other_photons, self.era) == (
             other.n, other.n_migrated, other.other_pairs, other.other_photons, other.era) and all(
             np.array_equal(getattr(self, k), getattr(other, k))
-            for k in ("first_migrated", "codes_a", "codes_b", "counts", "first")) and all(
-            (getattr(self, k) is None) == (getattr(other, k) is None)
-            and (getattr(self, k) is None or np.array_equal(getattr(self, k), getattr(other, k)))
-            for k in ("first_event", "first_migrated_event"))
+            for k in ("first_migrated", "codes_a", "codes_b", "counts", "first",
+                      "first_event", "first_migrated_event"))  # None only equals None
 
     def __repr__(self):
         return (f"<MigrationTable {self.n_migrated}/{self.n} photons migrated in {self.n_pairs} "
@@ -206,43 +204,20 @@ def count_migrations(seq_a, seq_b, *, top: int | None = None, max_pairs: int = D
     2 x distinct / max_pairs more passes. The result never depends on ``chunk``,
     ``n_threads`` or the number of passes.
     """
-    from .engines.compiled import import_cyext
-    cyext = import_cyext()
     seq_a, seq_b, top = _check(seq_a, seq_b, top, max_pairs, first)
     n = len(seq_a)
-
-    def one_pass(rounds, part, keep):
-        counter = cyext.MigrationCounter(max_pairs, rounds, part, keep)
-        for start in range(0, n, chunk):
-            counter.add(seq_a, seq_b, start, min(start + chunk, n), n_threads)
-        return counter.result()
-
-    res = one_pass(1, 0, first) if counted is None else counted
+    res = _count_pass(seq_a, seq_b, max_pairs, 1, 0, first, chunk, n_threads) if counted is None else counted
     n_migrated, lowest = res["n_migrated"], res["lowest"]
     passes = 1
     if not res["overflowed"]:
         (a, b, counts, firsts), other_pairs, other_photons = _trim(
             res["pairs"][:, 0], res["pairs"][:, 1], res["counts"], res["first"], top=top)
     else:
-        # a part that overflows is split, the others are counted once; the distinct pairs are
-        # at most those placed + the entries that found no room (which chunking inflates)
-        todo = _start_partitions(len(res["pairs"]) + res["unplaced_pairs"], max_pairs)
-        a = b = np.zeros(0, np.uint64)
-        counts = firsts = np.zeros(0, np.int64)
-        other_pairs = other_photons = 0
-        while todo:
-            rounds, part = todo.pop()
-            r = one_pass(rounds, part, 0)
-            passes += 1
-            if r["overflowed"]:
-                todo += [(2 * rounds, part), (2 * rounds, part + rounds)]
-                continue
-            # the top rows so far, in any order (partitioned, not sorted): sorted once at the end
-            (a, b, counts, firsts), op, oph = _select(
-                np.concatenate([a, r["pairs"][:, 0]]), np.concatenate([b, r["pairs"][:, 1]]),
-                np.concatenate([counts, r["counts"]]), np.concatenate([firsts, r["first"]]), top=top)
-            other_pairs, other_photons = other_pairs + op, other_photons + oph
-        a, b, counts, firsts = _in_order(a, b, counts, firsts)
+        # the distinct pairs are at most those placed + the entries that found no room
+        # (which chunking inflates)
+        (a, b, counts, firsts, _), other_pairs, other_photons, recounts = _recount(
+            [(seq_a, seq_b)], len(res["pairs"]) + res["unplaced_pairs"], max_pairs, top, chunk, n_threads)
+        passes += recounts
     return MigrationTable(n, n_migrated, np.asarray(lowest, np.int64), a.astype(np.uint64),
                           b.astype(np.uint64), counts.astype(np.int64), firsts.astype(np.int64),
                           int(other_pairs), int(other_photons), era, max_pairs, passes)
@@ -314,8 +289,8 @@ def combine_migrations(tables: list[MigrationTable], columns, *, first: int = DE
         rows = _add_events([_event_rows(e, t.codes_a, t.codes_b, t.counts, t.first) for e, t in enumerate(tables)])
         rows, other_pairs, other_photons = _trim(*rows, top=max_pairs)
     else:
-        rows, other_pairs, other_photons, recounts = _recount_run(columns, sum(t.n_pairs for t in tables),
-                                                                  max_pairs, chunk, n_threads)
+        rows, other_pairs, other_photons, recounts = _recount(columns, sum(t.n_pairs for t in tables),
+                                                              max_pairs, max_pairs, chunk, n_threads)
         passes += recounts
         if pattern is not None:  # as select_migrations: rows of the matching pairs, the rest summed
             keep = pattern.match(rows[0]) | pattern.match(rows[1])
@@ -328,34 +303,42 @@ def combine_migrations(tables: list[MigrationTable], columns, *, first: int = DE
                           first_event, np.array([e for e, _ in lowest], np.int64))
 
 
-def _recount_run(columns, distinct: int, max_pairs: int, chunk: int, n_threads):
-    """Every pair of the events of ``columns`` counted again, partition by partition (at
-    most ``distinct`` pairs in all): the top ``max_pairs`` rows in table order, (pairs,
-    photons) of the rest, and the partitions counted."""
+def _count_pass(seq_a, seq_b, max_pairs: int, rounds: int, part: int, keep: int, chunk: int, n_threads) -> dict:
+    """One compiled pass of cyext.MigrationCounter over an event's seqhis columns: the
+    pairs of hash partition (rounds, part), the ``keep`` lowest migrated photons."""
     from .engines.compiled import import_cyext
-    cyext = import_cyext()
-    empty = (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),) * 3
-    top, other_pairs, other_photons, recounts = empty, 0, 0, 0
+    counter = import_cyext().MigrationCounter(max_pairs, rounds, part, keep)
+    for start in range(0, len(seq_a), chunk):
+        counter.add(seq_a, seq_b, start, min(start + chunk, len(seq_a)), n_threads)
+    return counter.result()
+
+
+def _recount(columns, distinct: int, max_pairs: int, top: int, chunk: int, n_threads):
+    """Every pair of the events of ``columns`` counted again, partition by partition (at
+    most ``distinct`` pairs in all; a part that overflows in an event, or holds more than
+    ``max_pairs`` pairs of them all, is split in two, the others are counted once): the
+    top ``top`` rows (a, b, counts, first, first_event) in table order, (pairs, photons)
+    of the rest, and the partitions counted."""
+    kept = (np.zeros(0, np.uint64),) * 2 + (np.zeros(0, np.int64),) * 3
+    other_pairs, other_photons, recounts = 0, 0, 0
     todo = _start_partitions(distinct, max_pairs)
     while todo:
         rounds, part = todo.pop()
         recounts += 1
-        rows = empty
+        rows = None
         for event, (sa, sb) in enumerate(columns):
-            counter = cyext.MigrationCounter(max_pairs, rounds, part, 0)
-            for start in range(0, len(sa), chunk):
-                counter.add(sa, sb, start, min(start + chunk, len(sa)), n_threads)
-            r = counter.result()
+            r = _count_pass(sa, sb, max_pairs, rounds, part, 0, chunk, n_threads)
             if not r["overflowed"]:
-                rows = _add_events([rows, _event_rows(event, r["pairs"][:, 0], r["pairs"][:, 1], r["counts"],
-                                                      r["first"])])
+                mine = _event_rows(event, r["pairs"][:, 0], r["pairs"][:, 1], r["counts"], r["first"])
+                rows = mine if rows is None else _add_events([rows, mine])  # one event's pairs are distinct
             if r["overflowed"] or len(rows[0]) > max_pairs:  # too many for one part: its halves
                 todo += [(2 * rounds, part), (2 * rounds, part + rounds)]
                 break
         else:
-            top, op, oph = _select(*(np.concatenate([t, r]) for t, r in zip(top, rows)), top=max_pairs)
+            # the top rows so far, in any order (partitioned, not sorted): sorted once at the end
+            kept, op, oph = _select(*(np.concatenate([k, r]) for k, r in zip(kept, rows)), top=top)
             other_pairs, other_photons = other_pairs + op, other_photons + oph
-    return _in_order(*top), other_pairs, other_photons, recounts
+    return _in_order(*kept), other_pairs, other_photons, recounts
 
 
 def migrations(pair, *, engine: str = "cython", **kw) -> MigrationTable:
