@@ -124,3 +124,27 @@ def test_run_has_the_migration_table_of_all_its_photons(tmp_path, capsys):
     keep = match(m.codes_a) | match(m.codes_b)
     assert 0 < keep.sum() < len(keep)
     assert np.array_equal(sel.counts, m.counts[keep]) and sel.n_migrated == int(m.counts[keep].sum())
+
+
+def test_run_select_matching_some_events_only(tmp_path, capsys):
+    """--select needs a match in the run, not in every event: an event without one gives
+    empty tables, and the combined tables are those of the concatenated events."""
+    from photonab import seqhis
+    d1 = random_pair(tmp_path / "e1", 2000, seed=1, n_codes=6)
+    d2 = random_pair(tmp_path / "e2", 1500, seed=2, n_codes=6)
+    codes1 = np.load(d1[0] / "ph.npy")[:, 0, 0]
+    only = np.setdiff1d(codes1, np.concatenate([np.load(d / "ph.npy")[:, 0, 0] for d in d2]))
+    pattern = seqhis.label(only[np.argmax([np.count_nonzero(codes1 == c) for c in only])])
+    run = compare_run([d1, d2], select=pattern)
+    big = compare(EventPair.open(*_concatenate(tmp_path, [d1, d2])), select=pattern)
+    assert len(run.events[1].history) == 0 and run.events[1].rc == 0
+    assert np.array_equal(run.history.codes, big.history.codes) and np.array_equal(run.history.b, big.history.b)
+    for t in ("rpost", "ox"):
+        assert np.array_equal(run.tables[t].nitem, big.tables[t].nitem) and len(run.tables[t]) > 0
+    assert run.migration.n_migrated == big.migration.n_migrated
+    assert main(["run", *map(str, d1 + d2), "--select", pattern, "--no-progress"]) == run.rc
+    assert "run of 2 events" in capsys.readouterr().out
+    with pytest.raises(InputError, match="no history of A or B matches in any of the run's 2 events"):
+        compare_run([d1, d2], select="TO TO TO TO TO TO")
+    with pytest.raises(InputError, match="no history of A or B matches"):
+        compare(EventPair.open(*d2), select=pattern)  # one event alone still needs a match

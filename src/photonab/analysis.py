@@ -216,11 +216,12 @@ def as_view(skip) -> View | None:
 # ---------------------------------------------------------------- --select
 
 
-def select_counts(counts, pattern: HistoryPattern, what: str = "--select"):
-    """The rows of HistoryCounts whose code matches ``pattern`` (an InputError when none)."""
+def select_counts(counts, pattern: HistoryPattern, what: str = "--select", required: bool = True):
+    """The rows of HistoryCounts whose code matches ``pattern`` (an InputError when none
+    and ``required``)."""
     from .engines.base import HistoryCounts
     keep = pattern.match(counts.codes)
-    if not keep.any():
+    if required and not keep.any():
         raise InputError(f"{what} {pattern.text!r}: no history of A or B matches")
     return HistoryCounts(counts.codes[keep], counts.a[keep], counts.b[keep])
 

@@ -187,7 +187,7 @@ def engine_for(engine, n_threads=None):
 
 def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None,
             progress=False, allow_changing_input=False, select=None, migration=True,
-            migration_first: int = 25) -> Comparison:
+            migration_first: int = 25, select_required: bool = True) -> Comparison:
     """Compare A with B with the named engine (``cython``, ``numpy``, ``select``, ``dask``)
     or an engine object (made by name, it is closed when the comparison ends).
 
@@ -198,8 +198,9 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
     ``allow_changing_input`` gives tables with a warning (docs/reliability.md).
 
     ``tables`` may also hold ``"materials"`` (the material table, docs/analysis.md);
-    ``select`` (a history pattern) restricts every table to the matching histories;
-    ``migration`` adds the migration table (its first ``migration_first`` photons).
+    ``select`` (a history pattern) restricts every table to the matching histories (an
+    InputError when none matches, unless ``select_required`` is False: empty tables, as
+    for one event of a run whose other events match); ``migration`` adds the migration table (its first ``migration_first`` photons).
     """
     from .engines.base import no_progress
     from .events import EventPair
@@ -234,7 +235,7 @@ def compare(pair: EventPair, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS,
             seconds["deviations"] = time.perf_counter() - t0
         all_codes = counts.codes
         if pattern is not None:
-            counts = analysis.select_counts(counts, pattern)
+            counts = analysis.select_counts(counts, pattern, required=select_required)
             aggregates = {t: analysis.select_aggregate(agg, pattern) for t, agg in aggregates.items()}
         extra = _extras(pair, eng, pattern, all_codes, mat_counts if want_materials else None, c2max,
                         migration, migration_first, n_threads, seconds, migrated)

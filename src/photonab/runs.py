@@ -185,13 +185,16 @@ def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max
                                  f"{results[0].pair.a.path}; combined tables need one set of domains")
             results.append(compare(pair, eng, tables=tables, ox_cuts=ox_cuts, c2max=c2max, progress=progress,
                                    allow_changing_input=allow_changing_input, select=select,
-                                   migration=migration, migration_first=migration_first))
+                                   migration=migration, migration_first=migration_first,
+                                   select_required=False))  # the pattern must match the run, not each event
     if not results:
         raise InputError("a run needs at least one event pair")
     for r in results:  # an event compared early may have changed since (docs/reliability.md)
         r.pair.check_unchanged(allow_changing_input)
-    history = HistoryTable(combine_histories([r.history_counts for r in results]), c2max,
-                           sum(r.aligned for r in results))
+    counts = combine_histories([r.history_counts for r in results])
+    if select is not None and not len(counts.codes):
+        raise InputError(f"--select {select!r}: no history of A or B matches in any of the run's {len(results)} events")
+    history = HistoryTable(counts, c2max, sum(r.aligned for r in results))
     combined = {}
     for t in results[0].tables:
         agg, worst_event = combine_aggregates([r.tables[t].raw for r in results])
