@@ -289,7 +289,8 @@ cdef class History128Counter:
         n = self.size
         lo = np.asarray(self.code_lo)[:n]
         hi = np.asarray(self.code_hi)[:n]
-        order = np.lexsort((lo, hi))
-        first = np.asarray(self.first)[:n][order]
+        order = lexorder((lo, hi))  # np.lexsort((lo, hi)), 3-4x faster for a million histories
+        # np.take, not [order]: a (G, 2) gather by fancy index is 7x slower for 2M rows
+        first = np.take(np.asarray(self.first)[:n], order, axis=0)
         first[first == _NO_INDEX] = -1
-        return lo[order], hi[order], np.asarray(self.count)[:n][order], first
+        return lo[order], hi[order], np.take(np.asarray(self.count)[:n], order, axis=0), first

@@ -308,7 +308,7 @@ cdef class PairPass:
         both = codes[(counts[:, 0] > 0) & (counts[:, 1] > 0)]
         new = both[acc.index.lookup(both) < 0] if len(acc.index) else both
         if len(new):
-            new.sort()  # a copy of the counter's codes, sorted in place
+            sort_codes(new)  # a copy of the counter's codes, sorted in place
             acc._regroup(GroupIndex(np.concatenate([acc.index.codes, new]) if len(acc.index) else new), exact)
         self.indexed = True
         return len(new)

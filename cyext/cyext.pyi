@@ -4,7 +4,7 @@ Installed beside the extension (``cyext.pyi``) and as the stub-only package
 ``cyext-stubs``; ``python -m mypy.stubtest cyext`` checks it against the built module.
 New kernel families append their signatures at the end.
 """
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -144,6 +144,11 @@ def chase(out_index: npt.NDArray[np.int64], out_dev: npt.NDArray[np.float64], ta
 
 # ---- read floor (_floor.pxi)
 def read_floor(words: npt.NDArray[np.uint64], n_threads: int | None = None) -> int: ...
+
+RADIX_MIN: int
+
+def sort_codes(codes: npt.NDArray[np.uint64]) -> None: ...
+def lexorder(keys: Sequence[npt.NDArray[np.uint64]] | npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]: ...
 
 # _migration.pxi: history migration, photon selection, two code columns in one pass
 PAIR_ROOM: int

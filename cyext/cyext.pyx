@@ -23,6 +23,7 @@ import numpy as np
 
 include "_threads.pxi"
 include "_grouping.pxi"
+include "_sorting.pxi"
 include "_histories.pxi"
 include "_records.pxi"
 include "_finals.pxi"

@@ -535,3 +535,48 @@ def test_accumulator_refuses_events_beyond_its_32_bit_level_counts(cyext):
     one = cyext.PairPass(np.ones((3, 3), np.int64), np.zeros(3), 1, finals=False)
     with pytest.raises(ValueError, match="32-bit"):
         one.add(None, None, None, None, seq, seq, 0, 0)
+
+
+def _codes(draw_rng, n, bytes_used, repeats):
+    """n uint64 codes using the low ``bytes_used`` bytes (the rest 0: constant digits the
+    radix sort skips), a fraction ``repeats`` of them copies of others."""
+    top = np.uint64((1 << (8 * bytes_used)) - 1) if bytes_used < 8 else np.uint64(2**64 - 1)
+    codes = draw_rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False) & top
+    if n:
+        copies = draw_rng.random(n) < repeats
+        codes[copies] = codes[draw_rng.integers(0, n, int(copies.sum()))]
+    return codes
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.sampled_from([0, 1, 2, 100, 4095, 4096, 5000, 70000]), bytes_used=st.integers(0, 8),
+       repeats=st.sampled_from([0.0, 0.5, 1.0]), seed=st.integers(0, 2**32 - 1))
+def test_radix_sorts_are_numpys(cyext, n, bytes_used, repeats, seed):
+    """sort_codes is np.sort and lexorder is np.lexsort (stable: equal codes in row
+    order), on both sides of RADIX_MIN, with constant and varying digits, for 1-3 words."""
+    rng = np.random.default_rng(seed)
+    codes = _codes(rng, n, bytes_used, repeats)
+    got = codes.copy()
+    cyext.sort_codes(got)
+    assert np.array_equal(got, np.sort(codes))
+    hi = _codes(rng, n, 8 - bytes_used, repeats)
+    if n:
+        hi[rng.random(n) < 0.3] = np.uint64(2**64 - 1)  # the top digits set too
+    top = rng.integers(0, 3, n).astype(np.uint64)  # a third word of few values (QCF's max(a, b))
+    lo_before, hi_before = codes.copy(), hi.copy()
+    for keys in ((codes,), (codes, hi), (hi, codes, top)):
+        order = cyext.lexorder(keys)
+        assert order.dtype == np.int64 and np.array_equal(order, np.lexsort(keys))
+    assert np.array_equal(cyext.lexorder(np.stack([codes, hi])), np.lexsort((codes, hi)))
+    assert np.array_equal(codes, lo_before) and np.array_equal(hi, hi_before)  # inputs untouched
+
+
+def test_radix_sorts_refuse_bad_input(cyext):
+    with pytest.raises(ValueError, match="lexorder: keys must be 1-d uint64 columns of one length"):
+        cyext.lexorder((np.zeros(3, np.uint64), np.zeros(2, np.uint64)))
+    with pytest.raises(ValueError, match="lexorder: keys must be"):
+        cyext.lexorder((np.zeros(3, np.int64),))
+    with pytest.raises(ValueError, match="lexorder: no keys"):
+        cyext.lexorder(())
+    with pytest.raises(ValueError):  # not a uint64 column: a memoryview type error, no crash
+        cyext.sort_codes(np.zeros(5, np.int32))

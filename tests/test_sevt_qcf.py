@@ -293,3 +293,15 @@ def test_no_hits():
     assert "no hit.npy" in t.render()
     h = qcf.HitComparison(0, 5, present_a=False)
     assert h.ab == 0.0 and h.ba == 0.0 and h.ab_err_linear == 0.0
+
+
+def test_row_order_is_qcfs_lexsort():
+    """The radix row order is np.lexsort((k1, k0, -max(a, b))) to the element, ties included."""
+    from photonab.qcf import row_order
+    rng = np.random.default_rng(5)
+    n = 50_000  # above cyext.RADIX_MIN: the radix sort
+    mx = rng.integers(0, 4, n).astype(np.int64)
+    k0 = rng.integers(0, 8, n).astype(np.uint64) << np.uint64(60)
+    k1 = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+    k1[::3] = 0  # equal (mx, k0, k1) rows: their input order decides
+    assert np.array_equal(row_order(mx, k0, k1), np.lexsort((k1, k0, -mx)))

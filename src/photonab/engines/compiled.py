@@ -55,7 +55,7 @@ class CythonEngine:
         sa, sb = pair.a.seqhis, pair.b.seqhis
         self.stream(pair, progress, "histories", lambda start, stop: counter.add(sa, sb, start, stop, self.n_threads))
         codes, counts = counter.result()
-        return HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
+        return HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1], sort=self.cyext.sort_codes)
 
     def deviations(self, pair: EventPair, groups: np.ndarray, cuts: Cuts, tables=TABLES,
                    progress=no_progress) -> dict[str, DeviationAggregate]:
@@ -81,7 +81,7 @@ class CythonEngine:
         self.stream(pair, progress, "photons",
                      lambda start, stop: one.add(a.rx, b.rx, a.ox, b.ox, a.seqhis, b.seqhis, start, stop))
         codes, counts, groups, result = one.result()
-        counts = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1])
+        counts = HistoryCounts.from_unsorted(codes, counts[:, 0], counts[:, 1], sort=self.cyext.sort_codes)
         return counts, aggregates_from_result(result, groups, cuts, tables), None if mig is None else mig.result()
 
     def chase(self, pair: EventPair, table: str, code, min_dev: float, limit: int):
