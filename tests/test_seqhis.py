@@ -109,3 +109,10 @@ def test_label_sort_rank_is_byte_order(era):
     tokens = [b"   "] + [(ERAS[era].abbr[n] + " ").encode() for n in range(1, 16)]
     assert sorted(range(16), key=lambda n: tokens[n]) == list(np.argsort(rank))
     assert rank[0] == 0 and LEGACY_ERA in ERAS
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=60), st.sampled_from(sorted(ERAS)))
+def test_labels_are_label_of_each_code(codes, era):
+    """The vectorised labels equal label() code by code: empty slots inside (?0), code 0, every era."""
+    codes = codes + [0, 1, 0x8ccd, 0x10d, 2**64 - 1]
+    assert seqhis.labels(np.array(codes, np.uint64), era) == [seqhis.label(c, era) for c in codes]

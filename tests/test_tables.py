@@ -9,7 +9,7 @@ from conftest import random_pair
 from photonab import EventPair, compare, seqhis
 from photonab.cuts import Cuts, TableCuts
 from photonab.engines.base import DeviationAggregate, HistoryCounts
-from photonab.render.json import history_dict
+from photonab.render.json import history_dict, plain
 from photonab.tables import DeviationTable, HistoryTable
 
 
@@ -27,7 +27,7 @@ def test_history_table_order_and_chi2():
     assert t.pvalue == pytest.approx(chi2.sf(t.c2sum, 2))
     assert t.ab[0] == pytest.approx(500 / 520) and t.ab_err[0] == pytest.approx(np.sqrt(500) / 520)
     assert np.isnan(t.ab[4])  # b == 0
-    row = history_dict(t)["rows"][4]
+    row = plain(history_dict(t))["rows"][4]
     assert row["a/b"] is None and row["a"] == 5 and row["code"] == "d"
 
 
@@ -74,7 +74,8 @@ def test_rendering_and_json(tmp_path):
     assert "history table" in text and "rpost deviations [mm]" in text and "ox deviations" in text
     assert "more histories" in text
     assert repr(r).startswith("<Comparison cython n=3000")
-    data = json.loads(r.to_json(tmp_path / "out.json"))
+    assert r.to_json(tmp_path / "out.json") is None  # written, not returned
+    data = json.loads((tmp_path / "out.json").read_text())
     assert data["photons"] == 3000 and set(data["deviations"]) == {"rpost", "rtime", "rpol", "ox"}
     assert data["deviations"]["ox"]["nnan"] == sum(row["nnan"] for row in data["deviations"]["ox"]["rows"])
     assert json.loads((tmp_path / "out.json").read_text())["rc"] == r.rc
@@ -222,3 +223,18 @@ def test_level_and_rc_need_no_row_order():
     counts = HistoryCounts(np.arange(4, dtype=np.uint64), np.ones(4, np.int64), np.ones(4, np.int64))
     h = HistoryTable(counts)
     assert h.level == "INFO" and h.c2sum == 0.0 and h.ndf == -1 and h.codes is counts.codes
+
+
+def test_json_streamed_in_chunks_is_to_dict(tmp_path, monkeypatch):
+    """The report written to a file, its rows made and written ROW_CHUNK at a time, parses
+    to exactly to_dict(); the text returned without a path is the same document."""
+    from photonab.render import json as report
+    from photonab.runs import compare_run
+    monkeypatch.setattr(report, "ROW_CHUNK", 7)  # many chunks, one partial
+    dirs = [random_pair(tmp_path / f"e{k}", 1500, seed=k, n_codes=40, nan=3) for k in range(2)]
+    for result in (compare(EventPair.open(*dirs[0]), select=None), compare_run(dirs)):
+        path = tmp_path / "r.json"
+        assert result.to_json(path) is None
+        written = json.loads(path.read_text())
+        assert written == json.loads(json.dumps(result.to_dict())) == json.loads(result.to_json())
+        assert len(written["deviations"]["rpost"]["rows"]) > 14 and written["deviations"]["rpost"]["rows"][0]["mx_slot"]

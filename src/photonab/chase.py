@@ -64,7 +64,8 @@ class Chase:
         from .render.json import chase_dict
         return chase_dict(self)
 
-    def to_json(self, path=None) -> str:
+    def to_json(self, path=None) -> str | None:
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead (None returned)."""
         from .render.json import write_json
         return write_json(self.to_dict(), path)
 

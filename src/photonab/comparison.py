@@ -109,13 +109,14 @@ class Comparison:
 
     def to_dict(self) -> dict:
         """Every number of every table (docs/json.md), NaN and inf as None."""
-        from .render.json import comparison_dict
-        return comparison_dict(self)
+        from .render.json import comparison_dict, plain
+        return plain(comparison_dict(self))
 
-    def to_json(self, path=None) -> str:
-        """Strict JSON text of :meth:`to_dict`, also written to ``path`` when given."""
-        from .render.json import write_json
-        return write_json(self.to_dict(), path)
+    def to_json(self, path=None) -> str | None:
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead, the
+        rows streamed in bounded memory, and None returned (docs/json.md)."""
+        from .render.json import comparison_dict, write_json
+        return write_json(comparison_dict(self), path)
 
     def chase(self, table: str, history=None, *, row: int | None = None, limit: int = 10,
               level: str | None = "WARNING", engine=None) -> Chase:

@@ -156,12 +156,13 @@ class RunComparison:
 
     def to_dict(self) -> dict:
         """Every number of every table (docs/json.md), NaN and inf as None."""
-        from .render.json import run_dict
-        return run_dict(self)
+        from .render.json import plain, run_dict
+        return plain(run_dict(self))
 
-    def to_json(self, path=None) -> str:
-        from .render.json import write_json
-        return write_json(self.to_dict(), path)
+    def to_json(self, path=None) -> str | None:
+        """As Comparison.to_json."""
+        from .render.json import run_dict, write_json
+        return write_json(run_dict(self), path)
 
 
 def compare_run(pairs, engine="cython", *, tables=TABLES, ox_cuts=OX_CUTS, c2max=C2MAX, n_threads=None, msli=None,

@@ -181,7 +181,8 @@ class SEvtComparison(_Verdict):
         from .render.json import sevt_comparison_dict
         return sevt_comparison_dict(self)
 
-    def to_json(self, path=None) -> str:
+    def to_json(self, path=None) -> str | None:
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead (None returned)."""
         from .render.json import write_json
         return write_json(self.to_dict(), path)
 
@@ -292,7 +293,8 @@ class SEvtRun(_Verdict):
         from .render.json import sevt_run_dict
         return sevt_run_dict(self)
 
-    def to_json(self, path=None) -> str:
+    def to_json(self, path=None) -> str | None:
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead (None returned)."""
         from .render.json import write_json
         return write_json(self.to_dict(), path)
 

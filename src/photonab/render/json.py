@@ -35,14 +35,64 @@ def _code(c) -> str:
     return f"{int(c):x}"  # hex text: 64-bit codes do not fit a JSON (double) number
 
 
+def _nums(values) -> list:
+    """_num of every value of an array: its floats, None where not finite."""
+    values = np.asarray(values, np.float64)
+    out = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        if values.ndim == 1:
+            out[i] = None
+        else:  # (n, k): a row's lists
+            for j in np.flatnonzero(~np.isfinite(values[i])).tolist():
+                out[i][j] = None
+    return out
+
+
+#: rows of a table made (and written) at a time: a million-history report is written in
+#: bounded memory (docs/json.md, "Large reports")
+ROW_CHUNK = 1 << 14
+
+
+class Rows:
+    """The rows of one table of a report, made ROW_CHUNK at a time by ``make(start, stop)``
+    (a list of row dicts, from the table's columns at those rows only). write_json streams
+    them to the file chunk by chunk; plain() makes the whole list (to_dict)."""
+
+    def __init__(self, n: int, make):
+        self.n, self.make = n, make
+
+    def __len__(self):
+        return self.n
+
+    def chunks(self):
+        for start in range(0, self.n, ROW_CHUNK):
+            yield self.make(start, min(start + ROW_CHUNK, self.n))
+
+
+def plain(data):
+    """``data`` with every Rows made into its list of row dicts (dicts walked, the rest as is)."""
+    if isinstance(data, Rows):
+        return [row for chunk in data.chunks() for row in chunk]
+    if isinstance(data, dict):
+        return {k: plain(v) for k, v in data.items()}
+    return data
+
+
+def _history_rows(table: HistoryTable, start: int, stop: int) -> list[dict]:
+    rows = np.arange(start, stop)
+    v = table.row_values(rows)
+    a, b = v["a"].tolist(), v["b"].tolist()
+    cols = zip(rows.tolist(), seqhis.labels(v["codes"]), v["codes"].tolist(), a, b, table.counted[start:stop].tolist(),
+               _nums(v["c2"]), _nums(v["ab"]), _nums(v["ab_err"]), _nums(v["ba"]), _nums(v["ba_err"]),
+               v["nstep"].tolist(), v["dropout"].tolist(), v["level_index"].tolist())
+    return [{"index": i, "code": f"{c:x}", "label": lab, "a": na, "b": nb, "a-b": na - nb, "counted": counted,
+             "c2": c2, "a/b": ab, "a/b_err": ab_err, "b/a": ba, "b/a_err": ba_err, "nstep": nstep,
+             "dropout": dropout, "level": LEVELS[level]}
+            for i, lab, c, na, nb, counted, c2, ab, ab_err, ba, ba_err, nstep, dropout, level in cols]
+
+
 def history_dict(table: HistoryTable) -> dict:
-    rows = [{"index": int(i), "code": _code(table.codes[i]), "label": seqhis.label(table.codes[i]),
-             "a": int(table.a[i]), "b": int(table.b[i]), "a-b": int(table.a[i] - table.b[i]),
-             "counted": bool(table.counted[i]), "c2": _num(table.c2[i]),
-             "a/b": _num(table.ab[i]), "a/b_err": _num(table.ab_err[i]),
-             "b/a": _num(table.ba[i]), "b/a_err": _num(table.ba_err[i]), "nstep": int(table.nstep[i]),
-             "dropout": bool(table.dropout[i]), "level": LEVELS[table.level_index[i]]}
-            for i in range(len(table))]
+    rows = Rows(len(table), lambda start, stop: _history_rows(table, start, stop))
     return {"table": "history", "level": table.level, "rc": table.rc, "reasons": table.reasons,
             "histories": len(table), "photons_a": table.n_a, "photons_b": table.n_b, "aligned": table.aligned,
             "c2_min_count": C2_MIN_COUNT, "c2sum": _num(table.c2sum), "ndf": table.ndf, "c2p": _num(table.c2p),
@@ -50,23 +100,31 @@ def history_dict(table: HistoryTable) -> dict:
             "dropout_min": DROPOUT_MIN, "dropouts": table.ndropout, "rows": rows}
 
 
+def _deviation_rows(table: DeviationTable, file_rows, start: int, stop: int) -> list[dict]:
+    rows = np.arange(start, stop)
+    v = table.row_values(rows)
+    worst = np.asarray(v["argmax"], np.int64).tolist()
+    cols = zip(rows.tolist(), seqhis.labels(v["codes"]), v["codes"].tolist(), v["nitem"].tolist(),
+               np.asarray(v["ndisc"], np.int64).tolist(), _nums(v["fdisc"]), v["nnan"].tolist(), _nums(v["mx"]),
+               _nums(v["mn"]), _nums(v["avg"]), v["level_index"].tolist(), worst)
+    out = [{"index": i, "code": f"{c:x}", "label": lab, "nitem": nitem, "ndisc": ndisc, "fdisc": fdisc,
+            "nnan": nnan, "mx": mx, "mn": mn, "avg": avg, "level": LEVELS[level], "worst_photon": w}
+           for i, lab, c, nitem, ndisc, fdisc, nnan, mx, mn, avg, level, w in cols]
+    if v["worst_event"] is not None:
+        for row, event in zip(out, np.asarray(v["worst_event"], np.int64).tolist()):
+            row["worst_event"] = event
+    if table.has_slots:  # record tables: per-slot maxima up to the history's steps
+        for row, slots, slot in zip(out, table.slot_rows(rows), v["worst_slot"].tolist()):
+            row["mx_slot"] = [x if math.isfinite(x) else None for x in slots]
+            row["slot"] = slot
+    if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
+        for row, w in zip(out, worst):
+            row["worst_file_row"] = file_rows[w] if w >= 0 else -1
+    return out
+
+
 def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
-    rows = []
-    for i in range(len(table)):
-        worst = int(table.argmax[i])
-        row = {"index": i, "code": _code(table.codes[i]), "label": seqhis.label(table.codes[i]),
-               "nitem": int(table.nitem[i]), "ndisc": [int(x) for x in table.ndisc[i]],
-               "fdisc": [_num(x) for x in table.fdisc[i]], "nnan": int(table.nnan[i]),
-               "mx": _num(table.mx[i]), "mn": _num(table.mn[i]), "avg": _num(table.avg[i]),
-               "level": LEVELS[table.level_index[i]], "worst_photon": worst}
-        if table.worst_event is not None:
-            row["worst_event"] = int(table.worst_event[i])
-        if table.has_slots:  # record tables: per-slot maxima up to the history's steps
-            row["mx_slot"] = [_num(x) for x in table.slot_values(i)]
-            row["slot"] = int(table.worst_slot[i])
-        if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
-            row["worst_file_row"] = file_rows[worst] if worst >= 0 else -1
-        rows.append(row)
+    rows = Rows(len(table), lambda start, stop: _deviation_rows(table, file_rows, start, stop))
     return {"table": table.table, "unit": table.unit, "cuts": [float(c) for c in table.cuts.values],
             "level": table.level, "rc": table.rc, "histories": len(table), "nitem": table.nitem_total,
             "ndisc": [int(x) for x in table.ndisc.sum(axis=0)], "nnan": int(table.nnan.sum()),
@@ -123,15 +181,41 @@ def check_writable(path) -> Path:
     return path
 
 
-def write_json(data: dict, path=None) -> str:
-    """Strict JSON text of ``data``, also written (atomically) to ``path`` when given."""
-    text = dumps(data)
-    if path is not None:
-        try:
-            atomic.write_text(path, text)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
-    return text
+def _stream(data: dict, write) -> None:
+    """Strict JSON of ``data`` passed to ``write`` piece by piece: the document with each
+    Rows as a marker string, then the rows of each marker a chunk at a time (one dumps
+    per chunk; the text equals dumps(plain(data)) but for no whitespace being needed)."""
+    streams = []
+
+    def mark(obj):
+        if isinstance(obj, Rows):
+            streams.append(obj)
+            return f"\x00rows{len(streams) - 1}\x00"
+        return {k: mark(v) for k, v in obj.items()} if isinstance(obj, dict) else obj
+
+    text = dumps(mark(data))
+    for k, rows in enumerate(streams):
+        head, text = text.split(dumps(f"\x00rows{k}\x00"), 1)
+        write(head + "[")
+        for n, chunk in enumerate(rows.chunks()):
+            write(("," if n else "") + dumps(chunk)[1:-1])
+        write("]")
+    write(text)
+
+
+def write_json(data: dict, path=None) -> str | None:
+    """Strict JSON text of ``data``; with ``path``, written there instead (atomically,
+    the rows of big tables streamed in chunks, so memory stays bounded) and None returned."""
+    if path is None:
+        parts: list[str] = []
+        _stream(data, parts.append)
+        return "".join(parts)
+    try:
+        with atomic.atomic_path(path) as tmp, open(tmp, "w", encoding="ascii") as fh:
+            _stream(data, fh.write)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the JSON report ({exc.strerror or exc})") from None
+    return None
 
 
 # ---------------------------------------------------------------- analysis tables (docs/json.md)
@@ -139,7 +223,7 @@ def write_json(data: dict, path=None) -> str:
 
 def materials_dict(table) -> dict:
     """The material table: the history table's keys, rows labelled by material."""
-    out = history_dict(table)
+    out = plain(history_dict(table))
     labels = table.labels()
     short = table.labels(abbreviate=True)
     for row, label, abbr in zip(out["rows"], labels, short):
