@@ -116,3 +116,11 @@ def test_labels_are_label_of_each_code(codes, era):
     """The vectorised labels equal label() code by code: empty slots inside (?0), code 0, every era."""
     codes = codes + [0, 1, 0x8ccd, 0x10d, 2**64 - 1]
     assert seqhis.labels(np.array(codes, np.uint64), era) == [seqhis.label(c, era) for c in codes]
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)), max_size=40),
+       st.sampled_from(sorted(ERAS)))
+def test_labels_of_two_words_are_label2(pairs, era):
+    pairs = pairs + [(0, 0), (0x3, 0), (0x3, 0x5), (2**64 - 1, 0x1)]
+    lo, hi = (np.array(w, np.uint64) for w in zip(*pairs))
+    assert seqhis.labels(lo, era, hi=hi) == [seqhis.label2(a, b, era) for a, b in pairs]

@@ -335,3 +335,20 @@ def test_library_entry_points(unaligned):
     run = compare_sevt_run([pair, pair], [0, 1])
     assert int(run.qcf.a.sum()) == 2 * pair.n and run.rc == 16
     json.loads(cmp.to_json(), parse_constant=_raise)
+
+
+def test_sevt_json_streamed_in_chunks_is_to_dict(unaligned, tmp_path, monkeypatch):
+    """The SEvt report's history rows are written ROW_CHUNK at a time: the file parses to
+    to_dict(), also with --msli moving the first photons to other file rows, and for a run."""
+    from photonab.render import json as report
+    monkeypatch.setattr(report, "ROW_CHUNK", 5)
+    a, b = unaligned
+    for pair in (sevt.open_pair(a, b, need=("seq",)), sevt.open_pair(a, b, need=("seq",), msli=slice(7, None))):
+        for result in (compare_sevt(pair), compare_sevt_run([pair, pair], [0, 1])):
+            path = tmp_path / "s.json"
+            assert result.to_json(path) is None
+            written = json.loads(path.read_text(), parse_constant=_raise)
+            assert written == json.loads(json.dumps(result.to_dict()))
+            assert len(written["history"]["rows"]) > 10
+        moved = json.loads(compare_sevt(pair).to_json())["history"]["rows"][0]
+        assert ("first_a_row" in moved) == (pair.a.msli is not None and pair.a.msli.start == 7)

@@ -300,7 +300,7 @@ class QCFTable:
     def labels(self) -> list[str]:
         """Row labels (the era's abbreviations, up to 32 steps), built on first use."""
         if self._labels is None:
-            self._labels = [seqhis.label2(l, h, self.era) for l, h in zip(self.lo.tolist(), self.hi.tolist())]
+            self._labels = seqhis.labels(self.lo, self.era, hi=self.hi)
         return self._labels
 
     def label(self, i: int) -> str:
@@ -399,8 +399,9 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def qcf_to_dict(table: QCFTable) -> dict:
-    """The JSON fields of a QCF table: ``layout``, ``flags``, ``history`` (every row), ``hits``, ``meta``.
+def qcf_to_dict(table: QCFTable, stream: bool = False) -> dict:
+    """The JSON fields of a QCF table: ``layout``, ``flags``, ``history`` (every row), ``hits``, ``meta``;
+    with ``stream`` the rows are a photonab.render.json.Rows, made and written in chunks.
 
     Row: ``label``, ``code`` (hex of the 128-bit history), ``a``, ``b``, ``c2``, ``first_a``,
     ``first_b`` (indices of the compared photons, -1 when absent; ``first_a_row``/
@@ -408,20 +409,28 @@ def qcf_to_dict(table: QCFTable) -> dict:
     summary (``c2sum``, ``c2n``, ``c2per``, ``pvalue``, ``c2cut``, ``rule``), ``bzero`` and
     ``azero`` (labels), and ``qcf_float32`` (QCF's float32 summary) when it differs.
     """
-    labels = table.labels
+    from .render.json import Rows, plain
     moved = any(r is not None and r != range(len(r)) for r in (table.rows_a, table.rows_b))
-    rows = []
-    for i in range(len(table)):
-        row = {"label": labels[i], "code": table.code(i), "a": int(table.a[i]), "b": int(table.b[i]),
-               "c2": float(table.c2[i]), "first_a": int(table.first_a[i]), "first_b": int(table.first_b[i])}
+
+    def rows(start, stop):  # the rows of [start, stop), column by column (docs/json.md, "Large reports")
+        lo, hi = table.lo[start:stop], table.hi[start:stop]
+        cols = zip(seqhis.labels(lo, table.era, hi=hi), lo.tolist(), hi.tolist(), table.a[start:stop].tolist(),
+                   table.b[start:stop].tolist(), table.c2[start:stop].tolist(), table.first_a[start:stop].tolist(),
+                   table.first_b[start:stop].tolist())
+        out = [{"label": label, "code": f"{h:x}{l:016x}" if h else f"{l:x}", "a": a, "b": b, "c2": c2,
+                "first_a": fa, "first_b": fb} for label, l, h, a, b, c2, fa, fb in cols]
         if moved:
-            row["first_a_row"], row["first_b_row"] = table.file_row("a", i), table.file_row("b", i)
-        rows.append(row)
+            for i, row in enumerate(out, start):
+                row["first_a_row"], row["first_b_row"] = table.file_row("a", i), table.file_row("b", i)
+        return out
+
     history = {"rule": table.rule, "c2cut": table.c2cut, "c2sum": table.c2sum, "c2n": table.c2n,
                "c2per": _num(table.c2per), "pvalue": _num(table.pvalue), "histories": len(table),
                "photons_a": table.n_a, "photons_b": table.n_b,
-               "bzero": [labels[i] for i in table.bzero], "azero": [labels[i] for i in table.azero],
-               "rows": rows}
+               "bzero": [table.label(i) for i in table.bzero], "azero": [table.label(i) for i in table.azero],
+               "rows": Rows(len(table), rows)}
+    if not stream:
+        history = plain(history)
     if table.float32_differs:
         history["qcf_float32"] = {k: (_num(v) if k != "c2n" else v) for k, v in table.qcf_float32.items()}
     out = {"layout": table.layout,

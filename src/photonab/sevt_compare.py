@@ -178,13 +178,14 @@ class SEvtComparison(_Verdict):
                 f"c2per={self.qcf.c2per:.3f} history:{self.history_level} rc={self.rc}>")
 
     def to_dict(self) -> dict:
-        from .render.json import sevt_comparison_dict
-        return sevt_comparison_dict(self)
+        from .render.json import plain, sevt_comparison_dict
+        return plain(sevt_comparison_dict(self))
 
     def to_json(self, path=None) -> str | None:
-        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead (None returned)."""
-        from .render.json import write_json
-        return write_json(self.to_dict(), path)
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead, the
+        rows streamed in bounded memory, and None returned (docs/json.md)."""
+        from .render.json import sevt_comparison_dict, write_json
+        return write_json(sevt_comparison_dict(self), path)
 
 
 def compare_sevt(pair, engine: str = "cython", *, c2cut=C2CUT, rule: str = "qcf", c2max=C2MAX,
@@ -290,13 +291,14 @@ class SEvtRun(_Verdict):
         return render_sevt_run(self, history_rows=history_rows, skip=skip)
 
     def to_dict(self) -> dict:
-        from .render.json import sevt_run_dict
-        return sevt_run_dict(self)
+        from .render.json import plain, sevt_run_dict
+        return plain(sevt_run_dict(self))
 
     def to_json(self, path=None) -> str | None:
-        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead (None returned)."""
-        from .render.json import write_json
-        return write_json(self.to_dict(), path)
+        """Strict JSON text of :meth:`to_dict`; with ``path`` written there instead, the
+        rows streamed in bounded memory, and None returned (docs/json.md)."""
+        from .render.json import sevt_run_dict, write_json
+        return write_json(sevt_run_dict(self), path)
 
     def __repr__(self):
         return (f"<SEvtRun {len(self.events)} events, histories={len(self.qcf)} c2per={self.qcf.c2per:.3f} "

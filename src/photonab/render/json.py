@@ -301,7 +301,7 @@ def sevt_history_dict(cmp) -> dict:
     """qcf_to_dict's history (every row) with the verdict of the comparison or run ``cmp``."""
     from ..qcf import qcf_to_dict
     from ..tables import DROPOUT_MIN as DROP
-    d = qcf_to_dict(cmp.qcf)
+    d = qcf_to_dict(cmp.qcf, stream=True)
     d["history"] = {"table": "history", "level": cmp.history_level, "rc": cmp.history_rc, "reasons": cmp.reasons,
                     "c2max": list(cmp.c2max), "c2_level": LEVELS[cmp.c2_level_index], "dropout_min": DROP,
                     "dropouts": cmp.ndropout, **d["history"]}
