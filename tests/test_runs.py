@@ -148,3 +148,12 @@ def test_run_select_matching_some_events_only(tmp_path, capsys):
         compare_run([d1, d2], select="TO TO TO TO TO TO")
     with pytest.raises(InputError, match="no history of A or B matches"):
         compare(EventPair.open(*d2), select=pattern)  # one event alone still needs a match
+
+
+def test_union_codes_is_numpys_unique():
+    from photonab.runs import union_codes
+    rng = np.random.default_rng(2)
+    for sizes in ([0], [0, 0], [5, 0, 7], [3000, 2000, 1]):
+        parts = [rng.integers(0, 50, n).astype(np.uint64) for n in sizes]
+        assert np.array_equal(union_codes(parts), np.unique(np.concatenate(parts)))
+        assert union_codes(parts).dtype == np.uint64

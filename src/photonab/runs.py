@@ -44,8 +44,16 @@ def parse_tags(text: str) -> list[str]:
     return tags
 
 
+def union_codes(parts) -> np.ndarray:
+    """The distinct codes of several uint64 arrays, ascending: ``np.unique`` of their
+    concatenation by one sort (numpy 2's hash-based unique takes 1.4 s for 2M codes, the
+    sort 0.18 s)."""
+    codes = np.sort(np.concatenate(parts))
+    return codes[np.concatenate([[True], codes[1:] != codes[:-1]])] if len(codes) else codes
+
+
 def combine_histories(counts: list[HistoryCounts]) -> HistoryCounts:
-    codes = np.unique(np.concatenate([c.codes for c in counts]))
+    codes = union_codes([c.codes for c in counts])
     a, b = np.zeros(len(codes), np.int64), np.zeros(len(codes), np.int64)
     for c in counts:
         pos = np.searchsorted(codes, c.codes)
@@ -58,7 +66,7 @@ def combine_aggregates(aggs: list[DeviationAggregate]) -> tuple[DeviationAggrega
     """One aggregate over several events (same table and cuts) and, per history, the
     event of its most deviant photon (the earliest event on ties)."""
     first = aggs[0]
-    codes = np.unique(np.concatenate([a.codes for a in aggs]))
+    codes = union_codes([a.codes for a in aggs])
     G = len(codes)
     is_float = first.table == "ox"  # the record tables count stored integers
     mx = np.full(G, -np.inf) if is_float else np.full(G, -1, np.int64)
