@@ -183,8 +183,8 @@ def check_writable(path) -> Path:
 
 def _stream(data: dict, write) -> None:
     """Strict JSON of ``data`` passed to ``write`` piece by piece: the document with each
-    Rows as a marker string, then the rows of each marker a chunk at a time (one dumps
-    per chunk; the text equals dumps(plain(data)) but for no whitespace being needed)."""
+    Rows as a marker string, then in place of each marker its rows, one dumps per chunk
+    (the document of dumps(plain(data)), chunks joined by a comma without a space)."""
     streams = []
 
     def mark(obj):
