@@ -124,3 +124,14 @@ def test_labels_of_two_words_are_label2(pairs, era):
     pairs = pairs + [(0, 0), (0x3, 0), (0x3, 0x5), (2**64 - 1, 0x1)]
     lo, hi = (np.array(w, np.uint64) for w in zip(*pairs))
     assert seqhis.labels(lo, era, hi=hi) == [seqhis.label2(a, b, era) for a, b in pairs]
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**20)), max_size=30),
+       st.lists(st.sampled_from(["SC", "AB", "TO", "?0", "BT", "sc", "XX", "SA"]), min_size=1, max_size=3),
+       st.sampled_from(sorted(ERAS)), st.booleans())
+def test_labels_share_is_the_label_token_test(pairs, tokens, era, two_words):
+    pairs = pairs + [(0, 0), (0x3, 0), (0x3, 0x5), (0x103, 0)]
+    lo, hi = (np.array(w, np.uint64) for w in zip(*pairs))
+    got = seqhis.labels_share(lo, tokens, era, hi=hi if two_words else None)
+    labels = seqhis.labels(lo, era, hi=hi if two_words else None)
+    assert got.tolist() == [bool(set(tokens) & set(label.split())) for label in labels]

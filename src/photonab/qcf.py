@@ -269,7 +269,7 @@ class QCFTable:
         diff = (self.a - self.b).astype(np.float64)
         self.c2 = np.where(self.counted, diff * diff / np.where(total > 0, total, 1), 0.0)
         self.c2n = int(self.counted.sum())
-        self.c2sum = math.fsum(self.c2)  # exactly rounded: independent of the row order
+        self.c2sum = math.fsum(self.c2[self.counted])  # exactly rounded: any row order (the others are 0)
         self.c2per = self.c2sum / self.c2n if self.c2n else math.nan
         self.pvalue = chi2_sf(self.c2sum, self.c2n) if self.c2n else 1.0
         self._qcf_float32()

@@ -131,6 +131,23 @@ def labels(codes, era: str | None = None, hi=None) -> list[str]:
     return out
 
 
+def labels_share(codes, tokens, era: str | None = None, hi=None) -> np.ndarray:
+    """Boolean per code: ``set(label(c).split()) & set(tokens)`` is not empty (tokens
+    compared as text, as written; ``hi``: the second words, label2), without making the
+    labels: each slot up to the code's steps is compared with the tokens' nibbles."""
+    table = flag_table(era)
+    wanted = [n for n in range(16) if table.abbr.get(n, f"?{n:x}") in set(tokens)]
+    words = [np.asarray(codes, np.uint64).ravel()] + ([] if hi is None else [np.asarray(hi, np.uint64).ravel()])
+    steps = nstep_array(words[0]) if hi is None else nstep2_array(*words)
+    out = np.zeros(len(words[0]), bool)
+    for k, w in enumerate(words):
+        for i in range(MAX_STEPS):
+            nib = (w >> np.uint64(4 * i)) & np.uint64(0xF)
+            hit = np.isin(nib, np.array(wanted, np.uint64)) if wanted else np.zeros(len(w), bool)
+            out |= hit & (steps > k * MAX_STEPS + i)
+    return out
+
+
 def labels_contain(codes, tokens: list[str], era: str | None = None) -> np.ndarray:
     """Boolean per code: does its label contain any of ``tokens`` (e.g. ``['SC', 'AB', 'RE']``)."""
     table = flag_table(era)
