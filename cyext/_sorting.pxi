@@ -117,6 +117,9 @@ def lexorder(keys):
     """int64 row order of uint64 key columns ``keys`` (a sequence of K equal-length
     columns, or a (K, n) array), sorted by the last, then the one before, ...: exactly
     ``np.lexsort(keys)`` (stable), by a radix sort; the keys are not changed."""
+    if not isinstance(keys, (np.ndarray, list, tuple)) or (isinstance(keys, np.ndarray) and keys.ndim != 2):
+        raise ValueError("lexorder: give a list or tuple of key columns or a (K, n) array, "
+                         f"not {type(keys).__name__} of shape {np.shape(keys)}")
     cols = [np.asarray(k) for k in keys]
     if not cols:
         raise ValueError("lexorder: no keys")

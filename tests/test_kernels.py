@@ -578,5 +578,8 @@ def test_radix_sorts_refuse_bad_input(cyext):
         cyext.lexorder((np.zeros(3, np.int64),))
     with pytest.raises(ValueError, match="lexorder: no keys"):
         cyext.lexorder(())
+    for bad in (np.zeros(5, np.uint64), np.uint64(3)):  # one column, a scalar: not a list of columns
+        with pytest.raises(ValueError, match="lexorder: give a list or tuple of key columns"):
+            cyext.lexorder(bad)
     with pytest.raises(ValueError):  # not a uint64 column: a memoryview type error, no crash
         cyext.sort_codes(np.zeros(5, np.int32))

@@ -107,8 +107,8 @@ def labels(codes, era: str | None = None, hi=None) -> list[str]:
     """``[label(c, era) for c in codes]`` (with ``hi``, the second words: ``label2``),
     made with numpy: the step tokens (two letters each in every era) are gathered for
     all codes at once, 10x faster than one label at a time (a JSON report of a million
-    histories labels every row)."""
-    table = flag_table(era)
+    histories labels every row). ``era`` None is label's default, or label2's with ``hi``."""
+    table = flag_table(CURRENT_ERA if era is None and hi is not None else era)
     tokens = [table.abbr.get(n, f"?{n:x}") for n in range(16)]
     codes = np.asarray(codes, np.uint64).ravel()
     words = [codes] if hi is None else [codes, np.asarray(hi, np.uint64).ravel()]
@@ -134,10 +134,14 @@ def labels(codes, era: str | None = None, hi=None) -> list[str]:
 def labels_share(codes, tokens, era: str | None = None, hi=None) -> np.ndarray:
     """Boolean per code: ``set(label(c).split()) & set(tokens)`` is not empty (tokens
     compared as text, as written; ``hi``: the second words, label2), without making the
-    labels: each slot up to the code's steps is compared with the tokens' nibbles."""
-    table = flag_table(era)
-    wanted = [n for n in range(16) if table.abbr.get(n, f"?{n:x}") in set(tokens)]
+    labels: each slot up to the code's steps is compared with the tokens' nibbles. ``tokens``
+    as one string are its words; ``era`` None as in :func:`labels`."""
+    table = flag_table(CURRENT_ERA if era is None and hi is not None else era)
+    tokens = set(tokens.split() if isinstance(tokens, str) else tokens)
+    wanted = [n for n in range(16) if table.abbr.get(n, f"?{n:x}") in tokens]
     words = [np.asarray(codes, np.uint64).ravel()] + ([] if hi is None else [np.asarray(hi, np.uint64).ravel()])
+    if len(words) == 2 and len(words[1]) != len(words[0]):
+        raise ValueError(f"labels_share: {len(words[0])} codes but {len(words[1])} second words")
     steps = nstep_array(words[0]) if hi is None else nstep2_array(*words)
     out = np.zeros(len(words[0]), bool)
     for k, w in enumerate(words):

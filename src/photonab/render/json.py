@@ -39,12 +39,11 @@ def _nums(values) -> list:
     """_num of every value of an array: its floats, None where not finite."""
     values = np.asarray(values, np.float64)
     out = values.tolist()
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        if values.ndim == 1:
-            out[i] = None
-        else:  # (n, k): a row's lists
-            for j in np.flatnonzero(~np.isfinite(values[i])).tolist():
-                out[i][j] = None
+    for at in np.argwhere(~np.isfinite(values)).tolist():  # (i,) or (i, j) of a (n, k) array's lists
+        if len(at) == 1:
+            out[at[0]] = None
+        else:
+            out[at[0]][at[1]] = None
     return out
 
 
