@@ -417,6 +417,7 @@ def qcf_to_dict(table: QCFTable, stream: bool = False) -> dict:
         cols = zip(seqhis.labels(lo, table.era, hi=hi), lo.tolist(), hi.tolist(), table.a[start:stop].tolist(),
                    table.b[start:stop].tolist(), table.c2[start:stop].tolist(), table.first_a[start:stop].tolist(),
                    table.first_b[start:stop].tolist())
+        # "code": seqhis.hex128(l, h) written out (a call per row costs a second at 2M rows)
         out = [{"label": label, "code": f"{h:x}{l:016x}" if h else f"{l:x}", "a": a, "b": b, "c2": c2,
                 "first_a": fa, "first_b": fb} for label, l, h, a, b, c2, fa, fb in cols]
         if moved:

@@ -171,8 +171,7 @@ class _Rows:
                 "failing_skip": bad_skip, "failing_limit": bad_beyond}
 
     def labels(self, rows=None) -> list[str]:
-        codes = self.codes if rows is None else self.codes[rows]
-        return [seqhis.label(c) for c in codes]
+        return seqhis.labels(self.codes if rows is None else self.codes[rows])
 
     @property
     def fails(self) -> bool:

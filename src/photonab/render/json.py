@@ -60,9 +60,6 @@ class Rows:
     def __init__(self, n: int, make):
         self.n, self.make = n, make
 
-    def __len__(self):
-        return self.n
-
     def chunks(self):
         for start in range(0, self.n, ROW_CHUNK):
             yield self.make(start, min(start + ROW_CHUNK, self.n))
