@@ -143,7 +143,9 @@ def chase(out_index: npt.NDArray[np.int64], out_dev: npt.NDArray[np.float64], ta
           n_threads: int | None = None) -> tuple[int, int]: ...
 
 # ---- read floor (_floor.pxi)
-def read_floor(words: npt.NDArray[np.uint64], n_threads: int | None = None) -> int: ...
+FLOOR_MAX_ARRAYS: int
+
+def read_floor(arrays: Sequence[npt.NDArray[Any]], n_threads: int | None = None) -> int: ...
 
 RADIX_MIN: int
 

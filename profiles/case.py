@@ -54,8 +54,8 @@ def _prepare(args):
 
 def _touch_inputs(pair, n_threads):
     """Map the input pages in (as a warm-up would) without warming the engine itself."""
-    from .timing import floor_words, read_floor
-    read_floor(floor_words(pair), n_threads)
+    from .timing import floor_arrays, read_floor
+    read_floor(floor_arrays(pair), n_threads)
 
 
 def _measure_peer(args) -> dict:

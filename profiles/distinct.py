@@ -298,11 +298,11 @@ def worker(kind: str, a: Path, b: Path, engine_name: str, n_threads, repeats: in
     from photonab.engines import get_engine
 
     from .memory import read_status, reset_high_water_mark
-    from .timing import floor_words, read_floor
+    from .timing import floor_arrays, read_floor
 
     pair = EventPair.open(a, b)
     engine = get_engine(engine_name, n_threads=n_threads)
-    read_floor(floor_words(pair), n_threads)  # the input pages in (they are not what is measured)
+    read_floor(floor_arrays(pair), n_threads)  # the input pages in (they are not what is measured)
     stages = Stages(memory=kind == "memory")
     _instrument(stages)
     out = {"kind": kind, "photons": pair.n, "photonab": str(Path(sys.modules["photonab"].__file__).parent)}

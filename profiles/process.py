@@ -87,15 +87,13 @@ t0 = time.perf_counter()
 import numpy as np
 import cyext
 t1 = time.perf_counter()
-words = [np.load(os.path.join(d, n + ".npy"), mmap_mode="r").reshape(-1).view(np.uint64)
-         for d in sys.argv[1:3] for n in ("ph", "rx", "ox")]
+arrays = [np.load(os.path.join(d, n + ".npy"), mmap_mode="r") for d in sys.argv[1:3] for n in ("ph", "rx", "ox")]
 t2 = time.perf_counter()
-for w in words:
-    cyext.read_floor(w)
+cyext.read_floor(arrays)
 t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, sum(w.nbytes for w in words))
+print(t1 - t0, t2 - t1, t3 - t2, sum(a.nbytes for a in arrays))
 """
-FLOOR_SHOWN = "python -c '<import numpy, cyext; np.load ph, rx, ox of A and B (mmap); cyext.read_floor each>' A B"
+FLOOR_SHOWN = "python -c '<import numpy, cyext; np.load ph, rx, ox of A and B (mmap); cyext.read_floor of the six>' A B"
 
 
 # ---------------------------------------------------------------- bytecode modes
@@ -282,21 +280,21 @@ def _worker(argv) -> int:
     from photonab.comparison import compare
     from photonab.engines import get_engine
 
-    from .timing import floor_words, read_floor, table_digest
+    from .timing import floor_arrays, read_floor, table_digest
 
     counts = [int(k) for k in args.threads.split(",")]
     pair = EventPair.open(args.a, args.b)
     engines = {k: get_engine("cython", n_threads=k) for k in counts}
-    read_floor(floor_words(pair))  # the pages in
+    read_floor(floor_arrays(pair))  # the pages in
     digests = {k: table_digest(compare(pair, engines[k])) for k in counts}  # and a warm-up of each
     print(json.dumps({"ready": True, "digests": digests, "threads": {k: e.n_threads for k, e in engines.items()}}),
           flush=True)
-    words = floor_words(pair)
+    arrays = floor_arrays(pair)
     for line in sys.stdin:
         if line.startswith("floor"):  # "floor K": one read of the same bytes on K threads
             k = int(line.split()[1])
             c0 = time.process_time()
-            wall = read_floor(words, k)
+            wall = read_floor(arrays, k)
             print(json.dumps({"threads": k, "wall_s": wall, "cpu_s": time.process_time() - c0}), flush=True)
             continue
         k = int(line)

@@ -203,15 +203,15 @@ def prepare(method: str, a_dir, b_dir, n_threads=None):
     return pair, run
 
 
-def seq_words(pair):
-    """Flat uint64 views of the memory maps of seq.npy of A and B (the bytes a history comparison reads)."""
-    words = []
+def seq_arrays(pair):
+    """The memory maps of seq.npy of A and B (the bytes a history comparison reads)."""
+    arrays = []
     for event in (pair.a, pair.b):
         seq = event.seq
         if not seq.flags.c_contiguous:
             raise ValueError(f"{event.path}/seq.npy: the floor needs the whole C-contiguous array")
-        words.append(seq.reshape(-1).view("<u8"))
-    return words
+        arrays.append(seq)
+    return arrays
 
 
 def time_method(pair, run, method, *, repeats, min_seconds, max_seconds, n_threads=None) -> dict:
@@ -220,9 +220,9 @@ def time_method(pair, run, method, *, repeats, min_seconds, max_seconds, n_threa
 
     from .timing import checked_floor, floor_check, keep_going, read_floor, reference_read
 
-    words = seq_words(pair)
-    read_floor(words, n_threads)
-    reference_s = reference_read(words)
+    arrays = seq_arrays(pair)
+    read_floor(arrays, n_threads)
+    reference_s = reference_read(arrays)
     result = run()
     digest, info = _digest(method, result)
     floor_s, method_s = [], []
@@ -231,15 +231,15 @@ def time_method(pair, run, method, *, repeats, min_seconds, max_seconds, n_threa
     while keep_going(len(method_s), time.perf_counter() - started, repeats, min_seconds, max_seconds):
         del result
         gc.collect()
-        floor, again, suspect = checked_floor(words, n_threads, reference_s)
+        floor, again, suspect = checked_floor(arrays, n_threads, reference_s)
         floor_s.append(floor)
         retries += again
         suspect_rounds += suspect
         t0 = time.perf_counter()
         result = run()
         method_s.append(time.perf_counter() - t0)
-    reference_s = min(reference_s, reference_read(words))
-    floor_bytes = sum(w.nbytes for w in words)
+    reference_s = min(reference_s, reference_read(arrays))
+    floor_bytes = sum(a.nbytes for a in arrays)
     import cyext
     return {"repeats": len(method_s), "engine_s": method_s, "floor_s": floor_s,
             "engine": {"min": min(method_s), "median": statistics.median(method_s)},
@@ -258,7 +258,7 @@ def case(args) -> dict:
         return time_method(pair, run, args.method, repeats=args.repeats, min_seconds=args.min_seconds,
                            max_seconds=args.max_seconds, n_threads=args.threads)
     from .timing import read_floor
-    read_floor(seq_words(pair), args.threads)  # map the input pages in, not warming the method
+    read_floor(seq_arrays(pair), args.threads)  # map the input pages in, not warming the method
     if args.kind == "memory":
         from .memory import measure
         return measure(run)

@@ -31,54 +31,53 @@ REFERENCE_READS = 3
 MAX_ROUNDS = 200
 
 
-def floor_words(pair) -> list[np.ndarray]:
-    """Flat uint64 views of the memory maps of ph, rx and ox of A and B."""
-    words = []
+def floor_arrays(pair) -> list[np.ndarray]:
+    """The memory maps of ph, rx and ox of A and B (what the floor reads, photon by photon)."""
+    arrays = []
     for event in (pair.a, pair.b):
         for name in FLOOR_ARRAYS:
             arr = getattr(event, name)
             if not arr.flags.c_contiguous:
                 raise ValueError(f"{event.path}/{name}.npy: the floor needs whole, C-contiguous arrays "
                                  "(no --msli step)")
-            words.append(arr.reshape(-1).view(np.uint64))
-    return words
+            arrays.append(arr)
+    return arrays
 
 
-def read_floor(words, n_threads=None) -> float:
-    """Seconds to read every word once with ``cyext.read_floor``."""
+def read_floor(arrays, n_threads=None) -> float:
+    """Seconds to read every byte of ``arrays`` once with ``cyext.read_floor``."""
     import cyext
     t0 = time.perf_counter()
-    for w in words:
-        cyext.read_floor(w, n_threads)
+    cyext.read_floor(arrays, n_threads)
     return time.perf_counter() - t0
 
 
-def best_floor(words, n_threads=None, reads: int = FLOOR_READS, min_seconds: float = FLOOR_MIN_SECONDS) -> float:
+def best_floor(arrays, n_threads=None, reads: int = FLOOR_READS, min_seconds: float = FLOOR_MIN_SECONDS) -> float:
     """The fastest of at least ``reads`` floor reads, and of more until ``min_seconds`` were
     spent: one OpenMP thread losing its core to another process can stall a short parallel
     loop by a whole scheduler slice, and the floor is meant as the cost of the bytes, not
     of such a stall."""
     best, spent, k = float("inf"), 0.0, 0
     while k < reads or (spent < min_seconds and k < MAX_FLOOR_READS):
-        t = read_floor(words, n_threads)
+        t = read_floor(arrays, n_threads)
         best, spent, k = min(best, t), spent + t, k + 1
     return best
 
 
-def reference_read(words) -> float:
+def reference_read(arrays) -> float:
     """The same bytes read by one thread (no OpenMP region to stall): the rate the floor
     is checked against."""
-    return best_floor(words, 1, reads=REFERENCE_READS)
+    return best_floor(arrays, 1, reads=REFERENCE_READS)
 
 
-def checked_floor(words, n_threads, reference_s: float) -> tuple[float, int, bool]:
+def checked_floor(arrays, n_threads, reference_s: float) -> tuple[float, int, bool]:
     """One round's floor, measured again (up to FLOOR_RETRIES times) while it reads at
     less than FLOOR_SUSPECT of the one-thread reference rate; returns (seconds, retries,
     still suspect)."""
-    floor = best_floor(words, n_threads)
+    floor = best_floor(arrays, n_threads)
     retries = 0
     while floor * FLOOR_SUSPECT > reference_s and retries < FLOOR_RETRIES:
-        floor = min(floor, best_floor(words, n_threads, reads=2 * FLOOR_READS, min_seconds=4 * FLOOR_MIN_SECONDS))
+        floor = min(floor, best_floor(arrays, n_threads, reads=2 * FLOOR_READS, min_seconds=4 * FLOOR_MIN_SECONDS))
         retries += 1
     return floor, retries, floor * FLOOR_SUSPECT > reference_s
 
@@ -134,9 +133,9 @@ def time_comparison(pair, engine: str, *, repeats: int, min_seconds: float, max_
         def run():
             return compare(pair, engine, n_threads=n_threads, progress=False)
 
-    words = floor_words(pair)
-    read_floor(words, n_threads)  # warm-up: page cache, memory maps, imports, allocator
-    reference_s = reference_read(words)
+    arrays = floor_arrays(pair)
+    read_floor(arrays, n_threads)  # warm-up: page cache, memory maps, imports, allocator
+    reference_s = reference_read(arrays)
     result = run()
     digest, rc = table_digest(result), result.rc
     floor_s, engine_s, stages = [], [], []
@@ -145,7 +144,7 @@ def time_comparison(pair, engine: str, *, repeats: int, min_seconds: float, max_
     while keep_going(len(engine_s), time.perf_counter() - started, repeats, min_seconds, max_seconds):
         del result
         gc.collect()
-        floor, again, suspect = checked_floor(words, n_threads, reference_s)
+        floor, again, suspect = checked_floor(arrays, n_threads, reference_s)
         floor_s.append(floor)
         retries += again
         suspect_rounds += suspect
@@ -153,8 +152,8 @@ def time_comparison(pair, engine: str, *, repeats: int, min_seconds: float, max_
         result = run()
         engine_s.append(time.perf_counter() - t0)
         stages.append(result.seconds)
-    reference_s = min(reference_s, reference_read(words))
-    floor_bytes = sum(w.nbytes for w in words)
+    reference_s = min(reference_s, reference_read(arrays))
+    floor_bytes = sum(a.nbytes for a in arrays)
     by_median = statistics.median(engine_s) / statistics.median(floor_s)
     by_min = min(engine_s) / min(floor_s)
     return {

@@ -191,9 +191,35 @@ def test_chase_finds_the_most_deviant(cyext, tmp_path, table):
         assert np.array_equal(out_d[:k], dev[want])
 
 
-def test_read_floor(cyext):
-    words = np.arange(1000, dtype=np.uint64)
-    assert cyext.read_floor(words, 2) == words.sum()
+def _words_sum(arrays) -> int:
+    return sum(int(a.reshape(-1).view(np.uint64).sum(dtype=np.uint64)) for a in arrays) % 2**64
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 17, 4095, 4096, 4097, 10000])
+def test_simd_read_floor_sums_every_word(cyext, n):
+    """The floor reads every byte of every array once (checked by the wrapping sum of the
+    words), whatever the rows' widths (every tail of the wide loads), the photons (the
+    prefetch and the block edges) and the threads; reruns on every path (simd_paths_agree)."""
+    rng = np.random.default_rng(n)
+    arrays = [rng.integers(0, 2**64, (n, words), dtype=np.uint64, endpoint=False) for words in (1, 2, 3, 5, 7, 9, 20, 25)]
+    arrays[2] = arrays[2].view(np.int16)  # rows are bytes to the floor, whatever their dtype
+    arrays[3] = np.zeros((n, 0), np.uint64)  # rows of no bytes: nothing to read
+    for k in (1, 2):
+        assert cyext.read_floor(arrays, k) == _words_sum(arrays)
+        assert cyext.read_floor(arrays[6:7], k) == _words_sum(arrays[6:7])
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ([], "1 to 8 arrays"),
+    ([np.zeros(4, np.uint64)] * 9, "1 to 8 arrays"),
+    ([np.zeros(4, np.uint64), np.zeros(5, np.uint64)], "array 1 is not a C-contiguous array of 4 rows"),
+    ([np.zeros((4, 4), np.uint64)[:, ::2]], "array 0 is not a C-contiguous"),
+    ([np.zeros((4, 3), np.uint16)], "array 0's rows are not a multiple of 8 bytes"),
+    ([[1, 2]], "array 0 is not a C-contiguous"),
+])
+def test_read_floor_refuses_arrays_it_cannot_read_whole(cyext, arrays, message):
+    with pytest.raises(ValueError, match=message):
+        cyext.read_floor(arrays)
 
 
 @pytest.mark.parametrize("n, n_codes", [(3 * (1 << 16), 6), (300, 40)])  # a copy put back / looked up first
