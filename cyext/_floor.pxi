@@ -122,15 +122,16 @@ def read_floor(arrays, n_threads=None):
     for k, a in enumerate(arrays):
         if not isinstance(a, np.ndarray) or a.ndim == 0 or len(a) != n or not a.flags.c_contiguous:
             raise ValueError(f"read_floor: array {k} is not a C-contiguous array of {n} rows")
-        if a.nbytes % max(n, 1) or (a.nbytes // max(n, 1)) % 8:
+        row = a.nbytes // n if n else 0  # a C-contiguous array of n rows: nbytes = n x row
+        if row % 8:
             raise ValueError(f"read_floor: array {k}'s rows are not a multiple of 8 bytes")
-        if a.nbytes == 0:
+        if row == 0:
             continue  # no photons, or rows of no bytes: nothing to read
         flat = a.reshape(-1).view(np.uint8)
         keep.append(flat)
         raw = flat
         r.base[r.n] = <const char*>&raw[0]
-        r.row[r.n] = a.nbytes // n
+        r.row[r.n] = row
         r.n += 1
     if r.n == 0:
         return 0
