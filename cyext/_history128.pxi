@@ -37,6 +37,15 @@ cdef inline int64_t _find_slot128(const uint64_t* slot_lo, const uint64_t* slot_
     return <int64_t>h
 
 
+cdef inline void _prefetch_slot128(const uint64_t* slot_lo, const uint64_t* slot_hi, const int32_t* slot_entry,
+                                   uint64_t mask, uint64_t lo, uint64_t hi) noexcept nogil:
+    """The lines of the slot where history (lo, hi) starts its probe (as _prefetch_slot)."""
+    cdef uint64_t h = _mix128(lo, hi) & mask
+    _prefetch(slot_entry + h)
+    _prefetch(slot_lo + h)
+    _prefetch(slot_hi + h)
+
+
 cdef inline int64_t _entry128(uint64_t* slot_lo, uint64_t* slot_hi, int32_t* slot_entry, uint64_t mask,
                               uint64_t* code_lo, uint64_t* code_hi, int64_t* count, int64_t* first,
                               int64_t* entry_slot, int64_t* size, uint64_t lo, uint64_t hi) noexcept nogil:
@@ -152,6 +161,9 @@ cdef class History128Counter:
         self.slot_entry = np.full(cap, -1, dtype=np.int32)
         self.mask = cap - 1
         for i in range(self.size):
+            if i + _AHEAD < self.size:  # a million histories land at random in the new slots
+                _prefetch_slot128(&self.slot_lo[0], &self.slot_hi[0], &self.slot_entry[0], self.mask,
+                                  self.code_lo[i + _AHEAD], self.code_hi[i + _AHEAD])
             h = _find_slot128(&self.slot_lo[0], &self.slot_hi[0], &self.slot_entry[0], self.mask,
                               self.code_lo[i], self.code_hi[i])
             self.slot_lo[h] = self.code_lo[i]
@@ -161,6 +173,17 @@ cdef class History128Counter:
     cdef _reserve(self, int64_t more):
         if self.size + more > self.code_lo.shape[0]:
             self._grow(max(2 * self.code_lo.shape[0], self.size + more))
+
+    cdef _expect(self, int64_t found, int64_t counted, int64_t left):
+        """Room at once for the histories that ``left`` photons still to count would bring
+        at the rate of the round just merged (``found`` new among ``counted`` photons): with
+        millions of distinct histories the table is sized once, not doubled a dozen times
+        (each doubling re-slots every history). As HistoryCounter's pass (PairPass)."""
+        if found <= 0 or counted <= 0 or left <= 0:
+            return
+        cdef int64_t want = self.size + (found * left + counted - 1) // counted
+        if want > 2 * self.code_lo.shape[0]:  # below that, doubling does as well
+            self._grow(max(want, min(want + want // 16, _capacity_for(want) // 2)))
 
     cdef _prepare_parts(self, int nparts):
         if nparts == self.nparts:
@@ -180,8 +203,11 @@ cdef class History128Counter:
         self.nparts = nparts
 
     cdef void _merge_part(self, int p) noexcept nogil:
-        cdef int64_t j, e, k
-        for j in range(self.p_size[p]):
+        cdef int64_t j, e, k, n = self.p_size[p]
+        for j in range(n):
+            if j + _AHEAD < n:  # new histories probe the global table at random (as HistoryCounter)
+                _prefetch_slot128(&self.slot_lo[0], &self.slot_hi[0], &self.slot_entry[0], self.mask,
+                                  self.p_lo[p, j + _AHEAD], self.p_hi[p, j + _AHEAD])
             e = _entry128(&self.slot_lo[0], &self.slot_hi[0], &self.slot_entry[0], self.mask,
                           &self.code_lo[0], &self.code_hi[0], &self.count[0, 0], &self.first[0, 0],
                           NULL, &self.size, self.p_lo[p, j], self.p_hi[p, j])
@@ -229,7 +255,9 @@ cdef class History128Counter:
         cdef int64_t[::1] p_size = self.p_size
         cdef uint64_t p_mask = self.p_mask
         cdef int64_t room = self.p_lo.shape[1]
+        cdef int64_t before, counted, left
         todo = np.arange(_n_blocks(start, stop_, WORK_BLOCK), dtype=np.int64)
+        sizes = np.minimum(start + (todo + 1) * WORK_BLOCK, stop_) - (start + todo * WORK_BLOCK)
         skipped = np.zeros(len(todo), dtype=np.uint8)
         cdef int64_t[::1] todo_v
         cdef uint8_t[::1] skip_v = skipped
@@ -255,10 +283,16 @@ cdef class History128Counter:
                                        &p_lo[t, 0], &p_hi[t, 0], &p_count[t, 0, 0], &p_first[t, 0, 0],
                                        &p_entry_slot[t, 0], &p_size[t])
             self._reserve(np.asarray(self.p_size).sum())  # room for every private history, then merge
+            before = self.size
             with nogil:
                 for p in range(nparts):
                     self._merge_part(p)
-            todo = todo[skipped[todo] == 1]
+            waiting = skipped[todo] == 1
+            left = int(sizes[todo[waiting]].sum())
+            counted = int(sizes[todo[~waiting]].sum())
+            if self.rounds == 1:
+                self._expect(self.size - before, counted, left)
+            todo = todo[waiting]
 
     def add_counts(self, lo, hi, counts, first):
         """Merge another counter's ``result()``: lo, hi (G,) uint64, counts and first (G, 2) int64."""

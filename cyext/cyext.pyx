@@ -15,7 +15,7 @@ compute and how to show it.
 cimport cython
 from cpython.ref cimport PyObject
 from cython.parallel cimport prange
-from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.math cimport fabs, isnan, INFINITY
 from libc.string cimport memcpy, memset
 

@@ -91,7 +91,7 @@ OPTICKS_5M = "Opticks, 5M photons: qcf.py 1541 s, with an f2py kernel 641 s, C++
 def _recipe(photons: int, distinct: bool = False) -> dict:
     recipe = {"photons": photons, "seed": SEED, "layout": "sevt", "aligned": False, "records": False,
               "synth_sha256": generator_digest()}
-    return recipe | ({"distinct": DISTINCT_STEPS} if distinct else {})
+    return recipe | ({"distinct": list(DISTINCT_STEPS)} if distinct else {})  # as JSON reads it back
 
 
 def pair_root(photons: int, cache, distinct: bool = False) -> Path:

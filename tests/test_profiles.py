@@ -332,6 +332,14 @@ def test_table_digest_ignores_the_order_of_tied_rows():
     assert one[0] == two[0] != other[0]
 
 
+def test_cached_pair_recipes_read_back_equal():
+    """A cached pair is reused when its marker's JSON equals the recipe: a tuple in a
+    recipe (read back as a list) made the distinct SEvt pair again on every run."""
+    from profiles import pairs, sevt
+    for recipe in (pairs._recipe(1000), sevt._recipe(1000), sevt._recipe(1000, distinct=True)):
+        assert json.loads(json.dumps(recipe)) == recipe
+
+
 def test_sevt_pair_without_records_has_the_same_histories(tmp_path):
     import numpy as np
     from photonab.synth.sevt import synthesize_sevt
