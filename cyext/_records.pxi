@@ -723,17 +723,26 @@ def worst_slots(slots, records):
     out = np.full((G, 3), -1, dtype=np.int16)
     cdef int16_t[:, ::1] o = out
     cdef _RecordRow* row
-    cdef int k
+    cdef const uint16_t* x
+    cdef int k, m
+    cdef int16_t w
     cdef int nt = _touch_threads(G, None)  # a million rows: every core
-    if G:
+    if G and R:
         row = _record_rows(rec.reshape(1, G), 0)
         with nogil:
             for g in prange(G, schedule="static", num_threads=nt):
+                # the max is one line of a 128-byte row: the hardware prefetcher, seeing
+                # every other line asked for, left the loop waiting on each row
+                _prefetch(&row[g + 16] if g + 16 < G else &row[g])
                 for k in range(3):
-                    for r in range(R):
-                        if sl[g, k, r] == row[g].max[k]:
-                            o[g, k] = <int16_t>r
-                            break
+                    # from the last slot down, a select and no branch: where the max is
+                    # varies from row to row, and a loop that stops there mispredicts
+                    x = &sl[g, k, 0]
+                    m = row[g].max[k]
+                    w = -1
+                    for r in range(R - 1, -1, -1):
+                        w = <int16_t>r if x[r] == m else w
+                    o[g, k] = w
     return out
 
 
