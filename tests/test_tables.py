@@ -225,6 +225,66 @@ def test_level_and_rc_need_no_row_order():
     assert h.level == "INFO" and h.c2sum == 0.0 and h.ndf == -1 and h.codes is counts.codes
 
 
+def _reference_rows(table, file_rows, rows):
+    """The row dicts of a deviation or history table as the report had them before it wrote
+    their text itself (python objects for the json module)."""
+    import math
+
+    from photonab import seqhis
+    from photonab.cuts import LEVELS
+
+    def nums(values):
+        return [None if not math.isfinite(x) else x for x in np.asarray(values, np.float64).ravel().tolist()]
+
+    v = table.row_values(rows)
+    labels, codes = seqhis.labels(v["codes"]), v["codes"].tolist()
+    if "a" in v:  # the history table
+        return [{"index": i, "code": f"{c:x}", "label": lab, "a": a, "b": b, "a-b": a - b, "counted": counted,
+                 "c2": c2, "a/b": ab, "a/b_err": abe, "b/a": ba, "b/a_err": bae, "nstep": nstep, "dropout": dropout,
+                 "level": LEVELS[level]}
+                for i, lab, c, a, b, counted, c2, ab, abe, ba, bae, nstep, dropout, level in zip(
+                    rows.tolist(), labels, codes, v["a"].tolist(), v["b"].tolist(), table.counted[rows].tolist(),
+                    nums(v["c2"]), nums(v["ab"]), nums(v["ab_err"]), nums(v["ba"]), nums(v["ba_err"]),
+                    v["nstep"].tolist(), v["dropout"].tolist(), v["level_index"].tolist())]
+    fdisc = nums(v["fdisc"])
+    out = [{"index": i, "code": f"{c:x}", "label": lab, "nitem": nitem, "ndisc": nd, "fdisc": fdisc[3 * k:3 * k + 3],
+            "nnan": nnan, "mx": mx, "mn": mn, "avg": avg, "level": LEVELS[level], "worst_photon": w}
+           for k, (i, lab, c, nitem, nd, nnan, mx, mn, avg, level, w) in enumerate(zip(
+               rows.tolist(), labels, codes, v["nitem"].tolist(), np.asarray(v["ndisc"], np.int64).tolist(),
+               v["nnan"].tolist(), nums(v["mx"]), nums(v["mn"]), nums(v["avg"]), v["level_index"].tolist(),
+               np.asarray(v["argmax"], np.int64).tolist()))]
+    if v["worst_event"] is not None:
+        for row, event in zip(out, np.asarray(v["worst_event"], np.int64).tolist()):
+            row["worst_event"] = event
+    if table.has_slots:
+        slots, count = table.slot_block(rows)
+        for row, values, n, slot in zip(out, slots, count.tolist(), v["worst_slot"].tolist()):
+            row["mx_slot"], row["slot"] = nums(values[:n]), slot
+    if file_rows is not None:
+        for row in out:
+            row["worst_file_row"] = file_rows[row["worst_photon"]] if row["worst_photon"] >= 0 else -1
+    return out
+
+
+def test_row_text_is_what_json_writes(tmp_path):
+    """The report writes its history and deviation rows as text itself (docs/json.md,
+    "Large reports"): byte for byte what json.dumps writes for the row dicts, for events
+    with NaN photons, a sliced pair (file rows), a run (worst events) and empty ranges."""
+    from photonab.render import json as report
+    from photonab.runs import compare_run
+    dirs = [random_pair(tmp_path / f"e{k}", 1200, seed=k + 3, n_codes=40, nan=4) for k in range(2)]
+    pair = EventPair.open(*dirs[0])
+    sliced = EventPair.open(*dirs[0], msli="100:1100:2")
+    for result, file_rows in ((compare(pair), None), (compare(sliced), sliced.a.file_rows), (compare_run(dirs), None)):
+        tables = [(result.history, None, lambda s, e, t=result.history: report._history_text(t, s, e))]
+        tables += [(t, file_rows, lambda s, e, t=t: report._deviation_text(t, file_rows, s, e))
+                   for t in result.tables.values()]
+        for table, rows_file, text in tables:
+            n = len(table)
+            for start, stop in ((0, n), (3, min(n, 17)), (n, n)):
+                assert text(start, stop) == json.dumps(_reference_rows(table, rows_file, np.arange(start, stop)))[1:-1]
+
+
 def test_json_streamed_in_chunks_is_to_dict(tmp_path, monkeypatch):
     """The report written to a file, its rows made and written ROW_CHUNK at a time, parses
     to exactly to_dict(); the text returned without a path is the same document."""

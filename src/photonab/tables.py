@@ -445,13 +445,12 @@ class DeviationTable(_Rows):
         """Per-slot maxima are known (the record tables rpost, rtime, rpol)."""
         return self._aggregate.worst_slot is not None
 
-    def slot_rows(self, rows) -> list[list[float]]:
-        """Per table row of ``rows``: its per-slot maxima (physical) up to min(nstep,
-        maxrec), as slot_values, made for these rows only."""
+    def slot_block(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """For table rows ``rows``: (their per-slot maxima (n, maxrec), physical, and how
+        many of them count: min(nstep, maxrec) each, as slot_values), made for these rows only."""
         engine = self._engine_rows(np.asarray(rows, np.intp))
         slots = np.multiply(_take(self._aggregate.slot_max, engine), self.cuts.bin, dtype=np.float64)
-        count = np.minimum(seqhis.nstep_array(_take(self._aggregate.codes, engine)), slots.shape[1])
-        return [row[:k] for row, k in zip(slots.tolist(), count.tolist())]
+        return slots, np.minimum(seqhis.nstep_array(_take(self._aggregate.codes, engine)), slots.shape[1])
 
     def slot_values(self, i: int) -> np.ndarray:
         """Row ``i``'s per-slot maxima (physical), one per slot up to min(nstep, maxrec)."""

@@ -35,34 +35,33 @@ def _code(c) -> str:
     return f"{int(c):x}"  # hex text: 64-bit codes do not fit a JSON (double) number
 
 
-def _nums(values) -> list:
-    """_num of every value of an array: its floats, None where not finite."""
-    values = np.asarray(values, np.float64)
-    out = values.tolist()
-    for at in np.argwhere(~np.isfinite(values)).tolist():  # (i,) or (i, j) of a (n, k) array's lists
-        if len(at) == 1:
-            out[at[0]] = None
-        else:
-            out[at[0]][at[1]] = None
-    return out
-
-
 #: rows of a table made (and written) at a time: a million-history report is written in
 #: bounded memory (docs/json.md, "Large reports")
 ROW_CHUNK = 1 << 14
 
 
 class Rows:
-    """The rows of one table of a report, made ROW_CHUNK at a time by ``make(start, stop)``
-    (a list of row dicts, from the table's columns at those rows only). write_json streams
-    them to the file chunk by chunk; plain() makes the whole list (to_dict)."""
+    """The rows of one table of a report, made ROW_CHUNK at a time: by ``make(start, stop)``
+    (a list of row dicts, from the table's columns at those rows only), or by ``text(start,
+    stop)``, their JSON text (the rows of ``dumps(rows)`` without the brackets). write_json
+    streams the text to the file chunk by chunk; plain() makes the whole list (to_dict)."""
 
-    def __init__(self, n: int, make):
-        self.n, self.make = n, make
+    def __init__(self, n: int, make=None, *, text=None):
+        if (make is None) == (text is None):
+            raise ValueError("Rows: give make or text")
+        self.n, self.make, self.text = n, make, text
+
+    def _ranges(self):
+        for start in range(0, self.n, ROW_CHUNK):
+            yield start, min(start + ROW_CHUNK, self.n)
 
     def chunks(self):
-        for start in range(0, self.n, ROW_CHUNK):
-            yield self.make(start, min(start + ROW_CHUNK, self.n))
+        for start, stop in self._ranges():
+            yield self.make(start, stop) if self.make else json.loads("[" + self.text(start, stop) + "]")
+
+    def texts(self):
+        for start, stop in self._ranges():
+            yield self.text(start, stop) if self.text else dumps(self.make(start, stop))[1:-1]
 
 
 def plain(data):
@@ -74,21 +73,49 @@ def plain(data):
     return data
 
 
-def _history_rows(table: HistoryTable, start: int, stop: int) -> list[dict]:
-    rows = np.arange(start, stop)
-    v = table.row_values(rows)
+# The rows of the history and deviation tables are written as text, not as dicts for the
+# json module: a million-history report has 5M rows and about 70M floats, and the dicts
+# and the json module's float formatting took most of its time (docs/json.md, "Large
+# reports"). The text is what json.dumps writes for those dicts, byte for byte
+# (tests/test_tables.py::test_row_text_is_what_json_writes).
+
+
+def _float_texts(values) -> list[str]:
+    """The JSON text of every value of a float array, flattened: repr (as the json module
+    writes a float), ``null`` where not finite. Each distinct value (by its bits) is
+    formatted once: a record table's values are counts x bin, a few hundred in a chunk."""
+    bits = np.ascontiguousarray(values, np.float64).reshape(-1).view(np.uint64)
+    distinct, at = np.unique(bits, return_inverse=True)
+    texts = [repr(x) if math.isfinite(x) else "null" for x in distinct.view(np.float64).tolist()]
+    return np.array(texts, dtype=object)[at.reshape(-1)].tolist()
+
+
+def _string_texts(strings: list[str]) -> list[str]:
+    """The JSON text of each string (history labels: printable ASCII, as they are quoted)."""
+    joined = "".join(strings)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        return [f'"{s}"' for s in strings]
+    return [json.dumps(s) for s in strings]
+
+
+_BOOL = ("false", "true")
+
+
+def _history_text(table: HistoryTable, start: int, stop: int) -> str:
+    v = table.row_values(np.arange(start, stop))
     a, b = v["a"].tolist(), v["b"].tolist()
-    cols = zip(rows.tolist(), seqhis.labels(v["codes"]), v["codes"].tolist(), a, b, table.counted[start:stop].tolist(),
-               _nums(v["c2"]), _nums(v["ab"]), _nums(v["ab_err"]), _nums(v["ba"]), _nums(v["ba_err"]),
+    cols = zip(range(start, stop), _string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), a, b,
+               table.counted[start:stop].tolist(), *(_float_texts(v[k]) for k in ("c2", "ab", "ab_err", "ba", "ba_err")),
                v["nstep"].tolist(), v["dropout"].tolist(), v["level_index"].tolist())
-    return [{"index": i, "code": f"{c:x}", "label": lab, "a": na, "b": nb, "a-b": na - nb, "counted": counted,
-             "c2": c2, "a/b": ab, "a/b_err": ab_err, "b/a": ba, "b/a_err": ba_err, "nstep": nstep,
-             "dropout": dropout, "level": LEVELS[level]}
-            for i, lab, c, na, nb, counted, c2, ab, ab_err, ba, ba_err, nstep, dropout, level in cols]
+    return ", ".join(
+        f'{{"index": {i}, "code": "{c:x}", "label": {lab}, "a": {na}, "b": {nb}, "a-b": {na - nb}, '
+        f'"counted": {_BOOL[counted]}, "c2": {c2}, "a/b": {ab}, "a/b_err": {ab_err}, "b/a": {ba}, '
+        f'"b/a_err": {ba_err}, "nstep": {nstep}, "dropout": {_BOOL[dropout]}, "level": "{LEVELS[level]}"}}'
+        for i, lab, c, na, nb, counted, c2, ab, ab_err, ba, ba_err, nstep, dropout, level in cols)
 
 
 def history_dict(table: HistoryTable) -> dict:
-    rows = Rows(len(table), lambda start, stop: _history_rows(table, start, stop))
+    rows = Rows(len(table), text=lambda start, stop: _history_text(table, start, stop))
     return {"table": "history", "level": table.level, "rc": table.rc, "reasons": table.reasons,
             "histories": len(table), "photons_a": table.n_a, "photons_b": table.n_b, "aligned": table.aligned,
             "c2_min_count": C2_MIN_COUNT, "c2sum": _num(table.c2sum), "ndf": table.ndf, "c2p": _num(table.c2p),
@@ -96,31 +123,34 @@ def history_dict(table: HistoryTable) -> dict:
             "dropout_min": DROPOUT_MIN, "dropouts": table.ndropout, "rows": rows}
 
 
-def _deviation_rows(table: DeviationTable, file_rows, start: int, stop: int) -> list[dict]:
+def _deviation_text(table: DeviationTable, file_rows, start: int, stop: int) -> str:
     rows = np.arange(start, stop)
     v = table.row_values(rows)
+    n = stop - start
+    fdisc = _float_texts(v["fdisc"])
+    fdisc = [", ".join(fdisc[3 * k:3 * k + 3]) for k in range(n)]
     worst = np.asarray(v["argmax"], np.int64).tolist()
-    cols = zip(rows.tolist(), seqhis.labels(v["codes"]), v["codes"].tolist(), v["nitem"].tolist(),
-               np.asarray(v["ndisc"], np.int64).tolist(), _nums(v["fdisc"]), v["nnan"].tolist(), _nums(v["mx"]),
-               _nums(v["mn"]), _nums(v["avg"]), v["level_index"].tolist(), worst)
-    out = [{"index": i, "code": f"{c:x}", "label": lab, "nitem": nitem, "ndisc": ndisc, "fdisc": fdisc,
-            "nnan": nnan, "mx": mx, "mn": mn, "avg": avg, "level": LEVELS[level], "worst_photon": w}
-           for i, lab, c, nitem, ndisc, fdisc, nnan, mx, mn, avg, level, w in cols]
+    cols = zip(rows.tolist(), _string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), v["nitem"].tolist(),
+               np.asarray(v["ndisc"], np.int64).tolist(), fdisc, v["nnan"].tolist(),
+               *(_float_texts(v[k]) for k in ("mx", "mn", "avg")), v["level_index"].tolist(), worst)
+    out = [f'{{"index": {i}, "code": "{c:x}", "label": {lab}, "nitem": {nitem}, "ndisc": [{d0}, {d1}, {d2}], '
+           f'"fdisc": [{f}], "nnan": {nnan}, "mx": {mx}, "mn": {mn}, "avg": {avg}, "level": "{LEVELS[level]}", '
+           f'"worst_photon": {w}'
+           for i, lab, c, nitem, (d0, d1, d2), f, nnan, mx, mn, avg, level, w in cols]
     if v["worst_event"] is not None:
-        for row, event in zip(out, np.asarray(v["worst_event"], np.int64).tolist()):
-            row["worst_event"] = event
+        out = [f'{row}, "worst_event": {e}' for row, e in zip(out, np.asarray(v["worst_event"], np.int64).tolist())]
     if table.has_slots:  # record tables: per-slot maxima up to the history's steps
-        for row, slots, slot in zip(out, table.slot_rows(rows), v["worst_slot"].tolist()):
-            row["mx_slot"] = [x if math.isfinite(x) else None for x in slots]
-            row["slot"] = slot
+        slots, count = table.slot_block(rows)
+        texts, m = _float_texts(slots), slots.shape[1]
+        out = [f'{row}, "mx_slot": [{", ".join(texts[m * k:m * k + c])}], "slot": {slot}'
+               for k, (row, c, slot) in enumerate(zip(out, count.tolist(), v["worst_slot"].tolist()))]
     if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
-        for row, w in zip(out, worst):
-            row["worst_file_row"] = file_rows[w] if w >= 0 else -1
-    return out
+        out = [f'{row}, "worst_file_row": {file_rows[w] if w >= 0 else -1}' for row, w in zip(out, worst)]
+    return "}, ".join(out) + "}" if out else ""
 
 
 def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
-    rows = Rows(len(table), lambda start, stop: _deviation_rows(table, file_rows, start, stop))
+    rows = Rows(len(table), text=lambda start, stop: _deviation_text(table, file_rows, start, stop))
     return {"table": table.table, "unit": table.unit, "cuts": [float(c) for c in table.cuts.values],
             "level": table.level, "rc": table.rc, "histories": len(table), "nitem": table.nitem_total,
             "ndisc": [int(x) for x in table.ndisc.sum(axis=0)], "nnan": int(table.nnan.sum()),
@@ -193,8 +223,8 @@ def _stream(data: dict, write) -> None:
     for k, rows in enumerate(streams):
         head, text = text.split(dumps(f"\x00rows{k}\x00"), 1)
         write(head + "[")
-        for n, chunk in enumerate(rows.chunks()):
-            write(("," if n else "") + dumps(chunk)[1:-1])
+        for n, chunk in enumerate(rows.texts()):
+            write(("," if n else "") + chunk)
         write("]")
     write(text)
 
