@@ -108,7 +108,7 @@ CUTS = np.array([(0.1, 0.2, 0.3)] * len(aligned.TABLES))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), maxrec=st.integers(1, 4),
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 300), maxrec=st.sampled_from((1, 2, 3, 4, 32)),
        ties=st.booleans(), f64=st.booleans(),
        tables=st.sets(st.sampled_from(aligned.TABLES), min_size=1))
 def test_kernel_numpy_python_agree(seed, n, maxrec, ties, f64, tables):
@@ -122,6 +122,20 @@ def test_kernel_numpy_python_agree(seed, n, maxrec, ties, f64, tables):
     assert_same(ref, num)
     for threads in (1, 2):
         assert_same(ref, aligned.aggregate_cython(*arrays, lo, hi, tables, cuts, n_threads=threads))
+
+
+@pytest.mark.skipif(cyext.simd_path() in ("scalar", "sse2"), reason="the scalar record loop is this build's only path")
+def test_scalar_record_loop_agrees():
+    """float32 records take the AVX2 loop (cyext_aligned_slots) where the CPU has it; with
+    CYEXT_ISA=sse2 the scalar loop runs: the kernel tests again on that path."""
+    import os
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                          "kernel_numpy_python_agree or exact_over_threads or record_slots_and_photon"],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, CYEXT_ISA="sse2"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout
 
 
 @pytest.mark.parametrize("ties", [False, True])
