@@ -12,6 +12,7 @@ Run from the repository root:
     python -m profiles.run sevt --sizes 1M,5M             # SEvt history comparison (QCF) vs the old way qcf.py
     python -m profiles.run process                        # whole processes: start-up, CLI vs floor process, threads
     python -m profiles.run distinct --photons 1M          # 1M distinct histories vs ~350: compare() by stage
+    python -m profiles.run aligned --sizes 1M             # aligned SEvt tables vs a read floor of their files
 
 For every size a synthetic A/B pair is generated once into the cache folder; for
 every engine and size, each measurement runs in a fresh process (``profiles.case``):
@@ -287,6 +288,7 @@ SUBCOMMANDS = {
     "sevt": ("profiles.sevt", "SEvt history comparison (QCF): cython, numpy and the old way qcf.py, 1M and 5M"),
     "process": ("profiles.process", "whole processes: start-up, the CLI vs a floor process, 2 threads vs 1 quiet and loaded"),
     "distinct": ("profiles.distinct", "many distinct histories: compare() by stage, time and memory, vs a few hundred"),
+    "aligned": ("profiles.aligned", "aligned SEvt tables (compare_aligned, 32 record slots) beside a read floor of their files"),
 }
 
 

@@ -398,3 +398,17 @@ def test_sevt_distinct_pairs_give_every_photon_its_own_history(tmp_path):
     assert np.array_equal(tables["cython"].lo, tables["numpy"].lo) and np.array_equal(tables["cython"].a,
                                                                                        tables["numpy"].a)
     assert all(17 <= len(tables["cython"].label(i).split()) <= 32 for i in range(20))
+
+
+def test_aligned_case_smoke(tmp_path):
+    """python -m profiles.run aligned: both engines beside the floor, their tables the same bits."""
+    out = tmp_path / "out"
+    proc = harness("aligned", "--sizes", "5k", "--engines", "cython,numpy", "--rounds", "1", "--repeats", "2",
+                   "--out", out, "--cache", tmp_path / "cache", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["tables_agree"] and not results["failed"]
+    assert [m["engine"] for m in results["measurements"]] == ["cython", "numpy"]
+    for m in results["measurements"]:
+        assert m["photons"] == 5000 and m["bytes"] > 0 and m["compare"]["min"] > 0 and m["ratio"]["median"] > 0
+    assert (out / "summary.txt").read_text().strip() in proc.stdout
