@@ -139,10 +139,10 @@ def test_labels_share_is_the_label_token_test(pairs, tokens, era, two_words):
 
 def test_labels_edge_arguments():
     """Two-word labels default to label2's era; labels_share takes a string of tokens and
-    refuses second words of another length; _float_texts writes null at exactly the bad cells."""
-    from photonab.render.json import _float_texts
+    refuses second words of another length; float_texts writes null at exactly the bad cells."""
+    from photonab.render.json import float_texts
     assert seqhis.labels([3], hi=[0]) == [seqhis.label2(3, 0)]
     assert seqhis.labels_share([0x3], "TO SC", hi=[0]).tolist() == [True]
     with pytest.raises(ValueError, match="1 codes but 2 second words"):
         seqhis.labels_share([3], ["TO"], hi=[0, 0])
-    assert _float_texts(np.array([[0, 1, np.nan], [np.inf, 3, -0.0]])) == ["0.0", "1.0", "null", "null", "3.0", "-0.0"]
+    assert float_texts(np.array([[0, 1, np.nan], [np.inf, 3, -0.0]])) == ["0.0", "1.0", "null", "null", "3.0", "-0.0"]

@@ -337,6 +337,31 @@ def test_library_entry_points(unaligned):
     json.loads(cmp.to_json(), parse_constant=_raise)
 
 
+def test_sevt_row_text_is_what_json_writes(unaligned):
+    """The QCF rows are written as text (photonab.render.json, "Large reports"): byte for
+    byte what json.dumps writes for their dicts, with and without --msli moving them."""
+    from photonab import seqhis
+    from photonab.qcf import qcf_to_dict
+    a, b = unaligned
+    for start_at, pair in ((0, sevt.open_pair(a, b, need=("seq",))),
+                           (7, sevt.open_pair(a, b, need=("seq",), msli=slice(7, None)))):
+        table = compare_sevt(pair).qcf
+        moved = any(r is not None and r != range(len(r)) for r in (table.rows_a, table.rows_b))
+        rows = qcf_to_dict(table, stream=True)["history"]["rows"]
+        for start, stop in ((0, len(table)), (2, 9), (len(table), len(table))):
+            want = []
+            for i in range(start, stop):
+                lo, hi = int(table.lo[i]), int(table.hi[i])
+                row = {"label": seqhis.labels([lo], table.era, hi=[hi])[0], "code": seqhis.hex128(lo, hi),
+                       "a": int(table.a[i]), "b": int(table.b[i]), "c2": float(table.c2[i]),
+                       "first_a": int(table.first_a[i]), "first_b": int(table.first_b[i])}
+                if moved:
+                    row["first_a_row"], row["first_b_row"] = table.file_row("a", i), table.file_row("b", i)
+                want.append(row)
+            assert rows.text(start, stop) == json.dumps(want)[1:-1]
+        assert moved == (start_at == 7)
+
+
 def test_sevt_json_streamed_in_chunks_is_to_dict(unaligned, tmp_path, monkeypatch):
     """The SEvt report's history rows are written ROW_CHUNK at a time: the file parses to
     to_dict(), also with --msli moving the first photons to other file rows, and for a run."""

@@ -409,27 +409,26 @@ def qcf_to_dict(table: QCFTable, stream: bool = False) -> dict:
     summary (``c2sum``, ``c2n``, ``c2per``, ``pvalue``, ``c2cut``, ``rule``), ``bzero`` and
     ``azero`` (labels), and ``qcf_float32`` (QCF's float32 summary) when it differs.
     """
-    from .render.json import Rows, plain
+    from .render.json import Rows, float_texts, plain, string_texts
     moved = any(r is not None and r != range(len(r)) for r in (table.rows_a, table.rows_b))
 
-    def rows(start, stop):  # the rows of [start, stop), column by column (docs/json.md, "Large reports")
+    def rows(start, stop):  # the JSON text of rows [start, stop) (docs/json.md, "Large reports")
         lo, hi = table.lo[start:stop], table.hi[start:stop]
-        cols = zip(seqhis.labels(lo, table.era, hi=hi), lo.tolist(), hi.tolist(), table.a[start:stop].tolist(),
-                   table.b[start:stop].tolist(), table.c2[start:stop].tolist(), table.first_a[start:stop].tolist(),
-                   table.first_b[start:stop].tolist())
+        cols = zip(string_texts(seqhis.labels(lo, table.era, hi=hi)), lo.tolist(), hi.tolist(),
+                   table.a[start:stop].tolist(), table.b[start:stop].tolist(), float_texts(table.c2[start:stop]),
+                   table.first_a[start:stop].tolist(), table.first_b[start:stop].tolist(), range(start, stop))
         # "code": seqhis.hex128(l, h) written out (a call per row costs a second at 2M rows)
-        out = [{"label": label, "code": f"{h:x}{l:016x}" if h else f"{l:x}", "a": a, "b": b, "c2": c2,
-                "first_a": fa, "first_b": fb} for label, l, h, a, b, c2, fa, fb in cols]
-        if moved:
-            for i, row in enumerate(out, start):
-                row["first_a_row"], row["first_b_row"] = table.file_row("a", i), table.file_row("b", i)
-        return out
+        return ", ".join(
+            f'{{"label": {label}, "code": "{f"{h:x}{l:016x}" if h else f"{l:x}"}", "a": {a}, "b": {b}, "c2": {c2}, '
+            f'"first_a": {fa}, "first_b": {fb}'
+            + (f', "first_a_row": {table.file_row("a", i)}, "first_b_row": {table.file_row("b", i)}}}' if moved else "}")
+            for label, l, h, a, b, c2, fa, fb, i in cols)
 
     history = {"rule": table.rule, "c2cut": table.c2cut, "c2sum": table.c2sum, "c2n": table.c2n,
                "c2per": _num(table.c2per), "pvalue": _num(table.pvalue), "histories": len(table),
                "photons_a": table.n_a, "photons_b": table.n_b,
                "bzero": [table.label(i) for i in table.bzero], "azero": [table.label(i) for i in table.azero],
-               "rows": Rows(len(table), rows)}
+               "rows": Rows(len(table), text=rows)}
     if not stream:
         history = plain(history)
     if table.float32_differs:

@@ -80,7 +80,7 @@ def plain(data):
 # (tests/test_tables.py::test_row_text_is_what_json_writes).
 
 
-def _float_texts(values) -> list[str]:
+def float_texts(values) -> list[str]:
     """The JSON text of every value of a float array, flattened: repr (as the json module
     writes a float), ``null`` where not finite. Each distinct value (by its bits) is
     formatted once: a record table's values are counts x bin, a few hundred in a chunk."""
@@ -90,7 +90,7 @@ def _float_texts(values) -> list[str]:
     return np.array(texts, dtype=object)[at.reshape(-1)].tolist()
 
 
-def _string_texts(strings: list[str]) -> list[str]:
+def string_texts(strings: list[str]) -> list[str]:
     """The JSON text of each string (history labels: printable ASCII, as they are quoted)."""
     joined = "".join(strings)
     if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
@@ -104,8 +104,8 @@ _BOOL = ("false", "true")
 def _history_text(table: HistoryTable, start: int, stop: int) -> str:
     v = table.row_values(np.arange(start, stop))
     a, b = v["a"].tolist(), v["b"].tolist()
-    cols = zip(range(start, stop), _string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), a, b,
-               table.counted[start:stop].tolist(), *(_float_texts(v[k]) for k in ("c2", "ab", "ab_err", "ba", "ba_err")),
+    cols = zip(range(start, stop), string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), a, b,
+               table.counted[start:stop].tolist(), *(float_texts(v[k]) for k in ("c2", "ab", "ab_err", "ba", "ba_err")),
                v["nstep"].tolist(), v["dropout"].tolist(), v["level_index"].tolist())
     return ", ".join(
         f'{{"index": {i}, "code": "{c:x}", "label": {lab}, "a": {na}, "b": {nb}, "a-b": {na - nb}, '
@@ -127,12 +127,12 @@ def _deviation_text(table: DeviationTable, file_rows, start: int, stop: int) -> 
     rows = np.arange(start, stop)
     v = table.row_values(rows)
     n = stop - start
-    fdisc = _float_texts(v["fdisc"])
+    fdisc = float_texts(v["fdisc"])
     fdisc = [", ".join(fdisc[3 * k:3 * k + 3]) for k in range(n)]
     worst = np.asarray(v["argmax"], np.int64).tolist()
-    cols = zip(rows.tolist(), _string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), v["nitem"].tolist(),
+    cols = zip(rows.tolist(), string_texts(seqhis.labels(v["codes"])), v["codes"].tolist(), v["nitem"].tolist(),
                np.asarray(v["ndisc"], np.int64).tolist(), fdisc, v["nnan"].tolist(),
-               *(_float_texts(v[k]) for k in ("mx", "mn", "avg")), v["level_index"].tolist(), worst)
+               *(float_texts(v[k]) for k in ("mx", "mn", "avg")), v["level_index"].tolist(), worst)
     out = [f'{{"index": {i}, "code": "{c:x}", "label": {lab}, "nitem": {nitem}, "ndisc": [{d0}, {d1}, {d2}], '
            f'"fdisc": [{f}], "nnan": {nnan}, "mx": {mx}, "mn": {mn}, "avg": {avg}, "level": "{LEVELS[level]}", '
            f'"worst_photon": {w}'
@@ -141,7 +141,7 @@ def _deviation_text(table: DeviationTable, file_rows, start: int, stop: int) -> 
         out = [f'{row}, "worst_event": {e}' for row, e in zip(out, np.asarray(v["worst_event"], np.int64).tolist())]
     if table.has_slots:  # record tables: per-slot maxima up to the history's steps
         slots, count = table.slot_block(rows)
-        texts, m = _float_texts(slots), slots.shape[1]
+        texts, m = float_texts(slots), slots.shape[1]
         out = [f'{row}, "mx_slot": [{", ".join(texts[m * k:m * k + c])}], "slot": {slot}'
                for k, (row, c, slot) in enumerate(zip(out, count.tolist(), v["worst_slot"].tolist()))]
     if file_rows is not None:  # worst_photon counts sliced photons; say the file row too
