@@ -428,7 +428,7 @@ def qcf_to_dict(table: QCFTable, stream: bool = False) -> dict:
                "c2per": _num(table.c2per), "pvalue": _num(table.pvalue), "histories": len(table),
                "photons_a": table.n_a, "photons_b": table.n_b,
                "bzero": [table.label(i) for i in table.bzero], "azero": [table.label(i) for i in table.azero],
-               "rows": Rows(len(table), text=rows)}
+               "rows": Rows(len(table), rows)}
     if not stream:
         history = plain(history)
     if table.float32_differs:

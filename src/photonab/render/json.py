@@ -41,33 +41,23 @@ ROW_CHUNK = 1 << 14
 
 
 class Rows:
-    """The rows of one table of a report, made ROW_CHUNK at a time: by ``make(start, stop)``
-    (a list of row dicts, from the table's columns at those rows only), or by ``text(start,
-    stop)``, their JSON text (the rows of ``dumps(rows)`` without the brackets). write_json
-    streams the text to the file chunk by chunk; plain() makes the whole list (to_dict)."""
+    """The rows of one table of a report, made ROW_CHUNK at a time by ``text(start, stop)``:
+    their JSON text, from the table's columns at those rows only (the rows of
+    ``dumps(rows)`` without the brackets). write_json streams the text to the file chunk
+    by chunk; plain() parses it into the list of row dicts (to_dict)."""
 
-    def __init__(self, n: int, make=None, *, text=None):
-        if (make is None) == (text is None):
-            raise ValueError("Rows: give make or text")
-        self.n, self.make, self.text = n, make, text
-
-    def _ranges(self):
-        for start in range(0, self.n, ROW_CHUNK):
-            yield start, min(start + ROW_CHUNK, self.n)
-
-    def chunks(self):
-        for start, stop in self._ranges():
-            yield self.make(start, stop) if self.make else json.loads("[" + self.text(start, stop) + "]")
+    def __init__(self, n: int, text):
+        self.n, self.text = n, text
 
     def texts(self):
-        for start, stop in self._ranges():
-            yield self.text(start, stop) if self.text else dumps(self.make(start, stop))[1:-1]
+        for start in range(0, self.n, ROW_CHUNK):
+            yield self.text(start, min(start + ROW_CHUNK, self.n))
 
 
 def plain(data):
     """``data`` with every Rows made into its list of row dicts (dicts walked, the rest as is)."""
     if isinstance(data, Rows):
-        return [row for chunk in data.chunks() for row in chunk]
+        return [row for text in data.texts() for row in json.loads("[" + text + "]")]
     if isinstance(data, dict):
         return {k: plain(v) for k, v in data.items()}
     return data
@@ -115,7 +105,7 @@ def _history_text(table: HistoryTable, start: int, stop: int) -> str:
 
 
 def history_dict(table: HistoryTable) -> dict:
-    rows = Rows(len(table), text=lambda start, stop: _history_text(table, start, stop))
+    rows = Rows(len(table), lambda start, stop: _history_text(table, start, stop))
     return {"table": "history", "level": table.level, "rc": table.rc, "reasons": table.reasons,
             "histories": len(table), "photons_a": table.n_a, "photons_b": table.n_b, "aligned": table.aligned,
             "c2_min_count": C2_MIN_COUNT, "c2sum": _num(table.c2sum), "ndf": table.ndf, "c2p": _num(table.c2p),
@@ -150,7 +140,7 @@ def _deviation_text(table: DeviationTable, file_rows, start: int, stop: int) -> 
 
 
 def deviation_dict(table: DeviationTable, file_rows=None) -> dict:
-    rows = Rows(len(table), text=lambda start, stop: _deviation_text(table, file_rows, start, stop))
+    rows = Rows(len(table), lambda start, stop: _deviation_text(table, file_rows, start, stop))
     return {"table": table.table, "unit": table.unit, "cuts": [float(c) for c in table.cuts.values],
             "level": table.level, "rc": table.rc, "histories": len(table), "nitem": table.nitem_total,
             "ndisc": [int(x) for x in table.ndisc.sum(axis=0)], "nnan": int(table.nnan.sum()),
