@@ -28,10 +28,10 @@ import sys
 import time
 from pathlib import Path
 
-from photonab.atomic import file_lock, write_text
+from photonab.atomic import write_text
 
 from .machine import describe, one_line, results_folder, run_json
-from .pairs import MARKER, SEED, default_cache, generator_digest, parse_sizes, size_label
+from .pairs import SEED, cached_folder, default_cache, generator_digest, parse_sizes, size_label
 
 ENGINES = ("cython", "numpy")
 EXIT_CASE_FAILED = 4
@@ -41,29 +41,14 @@ FILES = ("record.npy", "photon.npy", "seq.npy")
 
 def aligned_pair(photons: int, cache, progress: bool = True) -> tuple[Path, Path]:
     """The (A000, B000) folders of the cached aligned SEvt pair with records, made when
-    missing or stale (one lock per pair, as profiles.pairs)."""
-    import shutil
-
+    missing or stale (profiles.pairs.cached_folder)."""
     from photonab.synth.sevt import event_folders, synthesize_sevt
     recipe = {"photons": photons, "seed": SEED, "layout": "sevt", "aligned": True, "records": True,
               "synth_sha256": generator_digest()}
     root = Path(cache) / f"sevt-aligned-{size_label(photons)}-seed{SEED}"
-    folders = event_folders(root)
-    Path(cache).mkdir(parents=True, exist_ok=True)
-    with file_lock(Path(cache) / f".{root.name}.lock"):
-        marker = root / MARKER
-        if marker.is_file():
-            try:
-                if json.loads(marker.read_text()) == recipe:
-                    return folders
-            except ValueError:
-                pass
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        synthesize_sevt(root, photons, seed=SEED, aligned=True, records=True, progress=progress)
-        write_text(marker, json.dumps(recipe))
-    return folders
+    cached_folder(root, recipe, lambda root: synthesize_sevt(root, photons, seed=SEED, aligned=True, records=True,
+                                                            progress=progress))
+    return event_folders(root)
 
 
 def _digest(result) -> dict[str, str]:

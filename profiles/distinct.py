@@ -48,14 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from photonab.atomic import file_lock, write_text
+from photonab.atomic import write_text
 
 from .machine import describe, one_line, results_folder, run_json
-from .pairs import SEED, cached_pair, default_cache, parse_count, size_label
+from .pairs import SEED, cached_folder, cached_pair, default_cache, parse_count, size_label
 
 DEFAULT_PHOTONS = "1M"
 DEFAULT_HISTORIES = "synth,1M"
-MARKER = "complete.json"
 #: the distinct-history pairs' generator version (a change makes them again)
 GENERATOR = 1
 #: limits of issue 12: distinct / few (time), and the peak memory added (bytes)
@@ -126,15 +125,8 @@ def distinct_pair(photons: int, histories: int, cache: Path, migrated: float = 0
     name = f"{size_label(photons)}-h{size_label(histories)}" + (f"-m{migrated:g}" if migrated else "")
     root = Path(cache) / f"distinct-{name}-seed{SEED}"
     a_dir, b_dir = pair_folders(root)
-    with file_lock(Path(cache) / f".{root.name}.lock"):
-        marker = root / MARKER
-        try:
-            if json.loads(marker.read_text()) == recipe:
-                return HistoryPair(_label(histories, migrated), photons, a_dir, b_dir)
-        except (OSError, ValueError):
-            pass
-        import shutil
-        shutil.rmtree(root, ignore_errors=True)
+
+    def make(root):
         rng = np.random.default_rng([SEED, histories, int(migrated * 1e6)])
         moved = rng.random(photons) < migrated
         pool = valid_codes(histories + int(moved.sum()), rng)
@@ -148,7 +140,8 @@ def distinct_pair(photons: int, histories: int, cache: Path, migrated: float = 0
             ph = np.load(src / "ph.npy")  # keeps each side's seqmat
             ph[:, 0, 0] = codes
             np.save(dst / "ph.npy", ph)
-        write_text(marker, json.dumps(recipe))
+
+    cached_folder(root, recipe, make)
     return HistoryPair(_label(histories, migrated), photons, a_dir, b_dir)
 
 

@@ -99,33 +99,44 @@ def _recipe(photons: int) -> dict:
             "synth_sha256": generator_digest()}
 
 
-def cached_pair(photons: int, cache: Path, *, regenerate: bool = False, progress: bool = True) -> Pair:
-    """The pair of ``photons`` photons in ``cache``, synthesized first when missing or stale.
+def cached_folder(root: Path, recipe: dict, make, *, regenerate: bool = False, need_bytes: int = 0) -> bool:
+    """Make folder ``root`` with ``make(root)`` unless its marker holds ``recipe`` (what the
+    folder's data depend on, compared as JSON reads it back); returns True when it was made.
 
-    Processes that share a cache take turns (a lock per pair), so two harness runs never
-    generate one pair at once; the marker is written (atomically) only after synthesize
-    has renamed both complete event folders into place.
+    Processes that share a cache take turns (a lock per folder), so two harness runs never
+    make one at once; the marker is written (atomically) only after ``make`` returned, so
+    an interrupted one is made again. ``need_bytes``: fail first when the disk has less.
     """
+    cache = root.parent
+    cache.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    with file_lock(cache / f".{root.name}.lock"):
+        if not regenerate and marker.is_file():
+            try:
+                if json.loads(marker.read_text()) == recipe:
+                    return False
+            except ValueError:
+                pass  # a damaged marker: make it again
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        free = shutil.disk_usage(root).free
+        if free < need_bytes * 1.05:
+            raise OSError(f"{root}: needs {need_bytes / 1e9:.1f} GB on disk, {free / 1e9:.1f} GB free "
+                          "(choose another folder with --cache)")
+        make(root)
+        write_text(marker, json.dumps(recipe))
+    return True
+
+
+def cached_pair(photons: int, cache: Path, *, regenerate: bool = False, progress: bool = True) -> Pair:
+    """The pair of ``photons`` photons in ``cache``, synthesized first when missing or stale
+    (cached_folder)."""
     from photonab.synth import synthesize
 
     recipe = _recipe(photons)
     pair = Pair(photons, pair_root(photons, cache), recipe)
-    marker = pair.root / MARKER
-    with file_lock(Path(cache) / f".{pair.root.name}.lock"):
-        if not regenerate and marker.is_file():
-            try:
-                if json.loads(marker.read_text()) == recipe:
-                    return pair
-            except ValueError:
-                pass  # a damaged marker: generate again
-        if pair.root.exists():
-            shutil.rmtree(pair.root)
-        pair.root.mkdir(parents=True)
-        need = PAIR_BYTES_PER_PHOTON * photons
-        free = shutil.disk_usage(pair.root).free
-        if free < need * 1.05:
-            raise OSError(f"{pair.root}: a {pair.label}-photon pair needs {need / 1e9:.1f} GB on disk, "
-                          f"{free / 1e9:.1f} GB free (choose another folder with --cache)")
-        synthesize(pair.root, photons, seed=SEED, faults=recipe["faults"], nan=NAN_PHOTONS, progress=progress)
-        write_text(marker, json.dumps(recipe))
+    cached_folder(pair.root, recipe, lambda root: synthesize(root, photons, seed=SEED, faults=recipe["faults"],
+                                                             nan=NAN_PHOTONS, progress=progress),
+                  regenerate=regenerate, need_bytes=PAIR_BYTES_PER_PHOTON * photons)
     return pair

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -56,10 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
-from photonab.atomic import atomic_path, file_lock, write_text
+from photonab.atomic import atomic_path, write_text
 
 from .machine import REPO, choice_list, cyext_build, describe, one_line, results_folder, run_json
-from .pairs import default_cache, generator_digest, parse_count, parse_sizes, size_label
+from .pairs import cached_folder, default_cache, generator_digest, parse_count, parse_sizes, size_label
 
 METHODS = ("cython", "numpy", "qcf.py")
 OLD = "qcf.py"
@@ -72,7 +71,6 @@ QUICK_SIZES, QUICK_OLD_SIZES = "20k", "5k,10k"
 SEED = 1
 #: --distinct: the step counts of the random histories (first, last)
 DISTINCT_STEPS = (17, 32)
-MARKER = "complete.json"
 #: bytes on disk per photon of one pair without records (photon 64, seq 32, hits ~ 10% x 64; both sides)
 PAIR_BYTES_PER_PHOTON = 2 * 110
 #: targets of issue 10
@@ -119,37 +117,21 @@ def distinct_histories(folder: Path, rng) -> None:
 def sevt_pair(photons: int, cache, *, regenerate: bool = False, progress: bool = True,
               distinct: bool = False) -> tuple[Path, Path]:
     """The (A000, B000) folders of the cached unaligned SEvt pair, synthesized when missing or
-    stale (one lock per pair; the marker is written last, as profiles.pairs does); with
+    stale (profiles.pairs.cached_folder); with
     ``distinct``, its histories replaced by random ones (distinct_histories)."""
     from photonab.synth.sevt import event_folders, synthesize_sevt
 
-    recipe = _recipe(photons, distinct)
-    root = pair_root(photons, cache, distinct)
-    marker = root / MARKER
-    folders = event_folders(root)
-    Path(cache).mkdir(parents=True, exist_ok=True)
-    with file_lock(Path(cache) / f".{root.name}.lock"):
-        if not regenerate and marker.is_file():
-            try:
-                if json.loads(marker.read_text()) == recipe:
-                    return folders
-            except ValueError:
-                pass
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        need = PAIR_BYTES_PER_PHOTON * photons
-        free = shutil.disk_usage(root).free
-        if free < need * 1.05:
-            raise OSError(f"{root}: a {size_label(photons)}-photon SEvt pair needs {need / 1e9:.1f} GB on disk, "
-                          f"{free / 1e9:.1f} GB free (choose another folder with --cache)")
+    def make(root):
         synthesize_sevt(root, photons, seed=SEED, aligned=False, records=False, progress=progress)
         if distinct:
             rng = np.random.default_rng([SEED, photons])
-            for folder in folders:
+            for folder in event_folders(root):
                 distinct_histories(folder, rng)
-        write_text(marker, json.dumps(recipe))
-    return folders
+
+    root = pair_root(photons, cache, distinct)
+    cached_folder(root, _recipe(photons, distinct), make, regenerate=regenerate,
+                  need_bytes=PAIR_BYTES_PER_PHOTON * photons)
+    return event_folders(root)
 
 
 # ---------------------------------------------------------------- one case (in its own process)

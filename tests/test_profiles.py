@@ -412,3 +412,31 @@ def test_aligned_case_smoke(tmp_path):
     for m in results["measurements"]:
         assert m["photons"] == 5000 and m["bytes"] > 0 and m["compare"]["min"] > 0 and m["ratio"]["median"] > 0
     assert (out / "summary.txt").read_text().strip() in proc.stdout
+
+
+def test_cached_folder_is_made_once_per_recipe(tmp_path):
+    """profiles.pairs.cached_folder: made when missing, kept while the marker holds the
+    recipe, made again for another recipe, a damaged marker or an interrupted make."""
+    from profiles.pairs import MARKER, cached_folder
+    root, made = tmp_path / "cache" / "pair", []
+
+    def make(folder):
+        made.append(folder)
+        (folder / "data").write_text(str(len(made)))
+
+    assert cached_folder(root, {"n": 1}, make) and len(made) == 1
+    assert not cached_folder(root, {"n": 1}, make) and (root / "data").read_text() == "1"
+    assert cached_folder(root, {"n": 2}, make) and (root / "data").read_text() == "2"
+    (root / MARKER).write_text("{not json")
+    assert cached_folder(root, {"n": 2}, make) and len(made) == 3
+
+    def interrupted(folder):
+        (folder / "part").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_folder(root, {"n": 3}, interrupted)
+    assert not (root / MARKER).exists()
+    assert cached_folder(root, {"n": 3}, make) and not (root / "part").exists()
+    with pytest.raises(OSError, match="GB on disk"):
+        cached_folder(tmp_path / "cache" / "big", {"n": 1}, make, need_bytes=1 << 62)
