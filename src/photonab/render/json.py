@@ -64,10 +64,11 @@ def plain(data):
 
 
 # The rows of the tables (history, deviation, and QCF in photonab.qcf) are written as
-# text, not as dicts for the json module: a million-history report has 5M rows and about 70M floats, and the dicts
-# and the json module's float formatting took most of its time (docs/json.md, "Large
-# reports"). The text is what json.dumps writes for those dicts, byte for byte
-# (tests/test_tables.py::test_row_text_is_what_json_writes, test_sevt_cli's for QCF).
+# text, not as dicts for the json module: a million-history report has 5M rows and about
+# 70M floats, and the dicts and the json module's float formatting took most of its time
+# (docs/json.md, "Large reports"). The text is what json.dumps writes for those dicts,
+# byte for byte (tests/test_tables.py::test_row_text_is_what_json_writes, and
+# tests/test_sevt_cli.py::test_sevt_row_text_is_what_json_writes for QCF).
 
 
 def float_texts(values) -> list[str]:
