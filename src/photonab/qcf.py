@@ -421,7 +421,8 @@ def qcf_to_dict(table: QCFTable, stream: bool = False) -> dict:
         return ", ".join(
             f'{{"label": {label}, "code": "{f"{h:x}{l:016x}" if h else f"{l:x}"}", "a": {a}, "b": {b}, "c2": {c2}, '
             f'"first_a": {fa}, "first_b": {fb}'
-            + (f', "first_a_row": {table.file_row("a", i)}, "first_b_row": {table.file_row("b", i)}}}' if moved else "}")
+            + (f', "first_a_row": {table.file_row("a", i)}, "first_b_row": {table.file_row("b", i)}}}'
+               if moved else "}")
             for label, l, h, a, b, c2, fa, fb, i in cols)
 
     history = {"rule": table.rule, "c2cut": table.c2cut, "c2sum": table.c2sum, "c2n": table.c2n,
