@@ -5,7 +5,7 @@
 
 Pairs: ``synthesize_sevt(aligned=True, records=True)`` of each --sizes photons (32 record
 slots: about 4.2 GB of record.npy, photon.npy and seq.npy for A and B at 1M), made once
-into the profiles cache (``sevt-aligned-<size>-seed1``, its marker written last).
+into the profiles cache (``profiles.sevt.sevt_pair(aligned=True)``: ``sevt-aligned-<size>-seed1``).
 
 Every round runs, per engine and size, a fresh process (``python -m profiles.aligned
 worker ...``): it opens the pair, imports everything and touches the pages (one floor and
@@ -31,24 +31,13 @@ from pathlib import Path
 from photonab.atomic import write_text
 
 from .machine import describe, one_line, results_folder, run_json
-from .pairs import SEED, cached_folder, default_cache, generator_digest, parse_sizes, size_label
+from .pairs import default_cache, parse_sizes, size_label
+from .sevt import sevt_pair
 
 ENGINES = ("cython", "numpy")
 EXIT_CASE_FAILED = 4
 #: the arrays a comparison of all aligned tables reads, per event
 FILES = ("record.npy", "photon.npy", "seq.npy")
-
-
-def aligned_pair(photons: int, cache, progress: bool = True) -> tuple[Path, Path]:
-    """The (A000, B000) folders of the cached aligned SEvt pair with records, made when
-    missing or stale (profiles.pairs.cached_folder)."""
-    from photonab.synth.sevt import event_folders, synthesize_sevt
-    recipe = {"photons": photons, "seed": SEED, "layout": "sevt", "aligned": True, "records": True,
-              "synth_sha256": generator_digest()}
-    root = Path(cache) / f"sevt-aligned-{size_label(photons)}-seed{SEED}"
-    cached_folder(root, recipe, lambda root: synthesize_sevt(root, photons, seed=SEED, aligned=True, records=True,
-                                                            progress=progress))
-    return event_folders(root)
 
 
 def _digest(result) -> dict[str, str]:
@@ -139,7 +128,7 @@ def main(argv=None) -> int:
                "measurements": [], "failed": []}
     threads = "all" if args.threads is None else str(args.threads)
     for photons in sizes:
-        a, b = aligned_pair(photons, cache)
+        a, b = sevt_pair(photons, cache, aligned=True)
         runs = {e: [] for e in engines}
         for r in range(args.rounds):
             for engine in engines:  # interleaved: a slow spell of the machine hits every engine

@@ -73,6 +73,8 @@ SEED = 1
 DISTINCT_STEPS = (17, 32)
 #: bytes on disk per photon of one pair without records (photon 64, seq 32, hits ~ 10% x 64; both sides)
 PAIR_BYTES_PER_PHOTON = 2 * 110
+#: ... and what the records add (32 slots of 64 bytes, both sides): an aligned pair has them
+RECORD_BYTES_PER_PHOTON = 2 * 32 * 64
 #: targets of issue 10
 TARGET_SIZE = 5_000_000
 IN_PROCESS_LIMIT_S = 0.1
@@ -86,14 +88,16 @@ OPTICKS_5M = "Opticks, 5M photons: qcf.py 1541 s, with an f2py kernel 641 s, C++
 # ---------------------------------------------------------------- pairs
 
 
-def _recipe(photons: int, distinct: bool = False) -> dict:
-    recipe = {"photons": photons, "seed": SEED, "layout": "sevt", "aligned": False, "records": False,
+def _recipe(photons: int, distinct: bool = False, aligned: bool = False) -> dict:
+    """What a cached pair depends on; ``aligned`` pairs have records (profiles.aligned)."""
+    recipe = {"photons": photons, "seed": SEED, "layout": "sevt", "aligned": aligned, "records": aligned,
               "synth_sha256": generator_digest()}
     return recipe | ({"distinct": list(DISTINCT_STEPS)} if distinct else {})  # as JSON reads it back
 
 
-def pair_root(photons: int, cache, distinct: bool = False) -> Path:
-    return Path(cache) / f"sevt-{size_label(photons)}{'-distinct' if distinct else ''}-seed{SEED}"
+def pair_root(photons: int, cache, distinct: bool = False, aligned: bool = False) -> Path:
+    return Path(cache) / (f"sevt{'-aligned' if aligned else ''}-{size_label(photons)}"
+                          f"{'-distinct' if distinct else ''}-seed{SEED}")
 
 
 def distinct_histories(folder: Path, rng) -> None:
@@ -115,22 +119,22 @@ def distinct_histories(folder: Path, rng) -> None:
 
 
 def sevt_pair(photons: int, cache, *, regenerate: bool = False, progress: bool = True,
-              distinct: bool = False) -> tuple[Path, Path]:
-    """The (A000, B000) folders of the cached unaligned SEvt pair, synthesized when missing or
-    stale (profiles.pairs.cached_folder); with
-    ``distinct``, its histories replaced by random ones (distinct_histories)."""
+              distinct: bool = False, aligned: bool = False) -> tuple[Path, Path]:
+    """The (A000, B000) folders of a cached SEvt pair, synthesized when missing or stale
+    (profiles.pairs.cached_folder): unaligned without records, or ``aligned`` with them;
+    with ``distinct``, its histories replaced by random ones (distinct_histories)."""
     from photonab.synth.sevt import event_folders, synthesize_sevt
 
     def make(root):
-        synthesize_sevt(root, photons, seed=SEED, aligned=False, records=False, progress=progress)
+        synthesize_sevt(root, photons, seed=SEED, aligned=aligned, records=aligned, progress=progress)
         if distinct:
             rng = np.random.default_rng([SEED, photons])
             for folder in event_folders(root):
                 distinct_histories(folder, rng)
 
-    root = pair_root(photons, cache, distinct)
-    cached_folder(root, _recipe(photons, distinct), make, regenerate=regenerate,
-                  need_bytes=PAIR_BYTES_PER_PHOTON * photons)
+    root = pair_root(photons, cache, distinct, aligned)
+    need = (PAIR_BYTES_PER_PHOTON + (RECORD_BYTES_PER_PHOTON if aligned else 0)) * photons
+    cached_folder(root, _recipe(photons, distinct, aligned), make, regenerate=regenerate, need_bytes=need)
     return event_folders(root)
 
 

@@ -336,7 +336,8 @@ def test_cached_pair_recipes_read_back_equal():
     """A cached pair is reused when its marker's JSON equals the recipe: a tuple in a
     recipe (read back as a list) made the distinct SEvt pair again on every run."""
     from profiles import pairs, sevt
-    for recipe in (pairs._recipe(1000), sevt._recipe(1000), sevt._recipe(1000, distinct=True)):
+    for recipe in (pairs._recipe(1000), sevt._recipe(1000), sevt._recipe(1000, distinct=True),
+                   sevt._recipe(1000, aligned=True)):
         assert json.loads(json.dumps(recipe)) == recipe
 
 
