@@ -441,3 +441,14 @@ def test_cached_folder_is_made_once_per_recipe(tmp_path):
     assert cached_folder(root, {"n": 3}, make) and not (root / "part").exists()
     with pytest.raises(OSError, match="GB on disk"):
         cached_folder(tmp_path / "cache" / "big", {"n": 1}, make, need_bytes=1 << 62)
+
+
+@pytest.mark.parametrize("args, message", [(["--engines", "numba"], "--engines: numba; choose from cython, numpy"),
+                                           (["--engines", ","], "--engines: none given"),
+                                           (["--rounds", "0"], "--rounds and --repeats must be >= 1"),
+                                           (["--sizes", "lots"], "lots")])
+def test_aligned_case_refuses_bad_options(tmp_path, args, message):
+    """profiles.run aligned: a clear message and a failing exit before any pair is made."""
+    proc = harness("aligned", *args, "--out", tmp_path / "out", "--cache", tmp_path / "cache", timeout=120)
+    assert proc.returncode != 0 and message in proc.stderr
+    assert not (tmp_path / "cache").exists()
