@@ -32,13 +32,15 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
                           uint64_t* slot_code, int32_t* slot_entry, uint64_t mask,
                           uint64_t* code, int64_t* count, int64_t* entry_slot, int64_t* size,
                           int32_t* entry_group, int32_t* groups, _MigrationPart* migrated,
-                          PyObject* finder) noexcept nogil:
+                          PyObject* finder, int64_t* group_count) noexcept nogil:
     """Count the histories of photons [s, e) into a private table (as _count_part), and
     put each photon's group in ``groups`` (_NOT_ALIGNED, or -1 for a history the index
     of ``x`` lacks; each private entry looks its code up once, into ``entry_group``), and
     the migrated photons into ``migrated`` (unless NULL); with a ``finder`` (the PairPass,
     or NULL) an aligned photon's history that the index lacks gets a new group at once
-    (PairPass._new_group); returns how many aligned photons are left without a group."""
+    (PairPass._new_group); returns how many aligned photons are left without a group.
+    With ``group_count`` (not NULL) an aligned photon whose history the index knows is
+    counted there instead, at its group (the caller adds those counts to A and B)."""
     cdef Py_ssize_t i
     cdef const char* sa = x.sa
     cdef const char* sb = x.sb
@@ -52,6 +54,15 @@ cdef int64_t _count_block(const _Inputs* x, Py_ssize_t s, Py_ssize_t e,
     for i in range(s, e):
         ca = _seq_at(sa, sas, i)
         cb = _seq_at(sb, sbs, i)
+        if group_count != NULL and cb == ca:
+            # most photons: a known history, aligned; one probe of the small shared index
+            # and one count, where the private table costs a probe of its sparse slots,
+            # the entry's group and two counts (docs/kernels.md, "One pass")
+            g = _lookup(x.slot_code, x.slot_entry, x.mask, ca)
+            if g >= 0:
+                group_count[g] += 1
+                groups[i - s] = g
+                continue
         # every photon probes the (small, cached) table: remembering the last code saves
         # less than its branch costs, as consecutive photons' histories differ unpredictably
         n = entries
@@ -188,6 +199,10 @@ cdef class PairPass:
         cdef bint count_first = len(acc.index) == 0, now
         cdef PyObject* finder
         cdef int64_t counted_now, entries_before
+        # aligned photons of known histories, counted per group (a few groups only: these
+        # counts stay in the caches), then added to the counter after the region
+        cdef int64_t[:, ::1] gcount
+        cdef bint by_group
         while len(todo):
             if not (state[todo] == _TO_COUNT).any():  # every block counted: deviations only
                 acc._point_index(&x)
@@ -208,6 +223,10 @@ cdef class PairPass:
                 self.found, self.found_codes = {}, []
                 self.found_first, self.found_room = len(acc.index), NEW_GROUPS_PER_ROUND
             finder = NULL if count_first else <PyObject*>self
+            known = acc.index.codes
+            by_group = 0 < len(known) <= _ROWS_CACHED
+            group_counts = np.zeros((nparts, len(known) if by_group else 1), dtype=np.int64)
+            gcount = group_counts
             acc._point_index(&x)
             p = acc._partials()
             nb = len(todo)
@@ -234,7 +253,7 @@ cdef class PairPass:
                             missing = missing + _count_block(
                                 &x, i0, i1, &p_slot_code[t, 0], &p_slot_entry[t, 0], hc.p_mask, &p_code[t, 0],
                                 &p_count[t, 0, 0], &p_entry_slot[t, 0], &p_size[t], &eg[t, 0], &bgr[t, i0 - bs],
-                                &mig[t] if mig else NULL, finder)
+                                &mig[t] if mig else NULL, finder, &gcount[t, 0] if by_group else NULL)
                             i0 = i1
                         upto[b] = i0
                         if i0 < be:
@@ -254,6 +273,10 @@ cdef class PairPass:
             if self.found_codes:  # the groups given during the round join the index, in their order
                 acc._regroup(GroupIndex(np.concatenate([acc.index.codes, np.array(self.found_codes, np.uint64)])))
                 self.found_codes, self.found_room = [], 0
+            if by_group:
+                aligned = group_counts.sum(axis=0)
+                some = aligned > 0
+                hc.add_counts(known[some], np.repeat(aligned[some, None], 2, axis=1))
             entries_before = hc.size
             hc._merge_parts()
             if mc is not None:
